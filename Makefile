@@ -1,0 +1,41 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create the virtualenv when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+DEMO_ENV := DEBUG=1
+
+.PHONY: venv test lint format demo migrate clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+migrate: venv
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
+
+demo: migrate
+	@$(DEMO_ENV) $(BIN)/python manage.py seed_demo
+	@$(DEMO_ENV) $(BIN)/python manage.py demo_banner
+	@$(DEMO_ENV) $(BIN)/honcho --procfile Procfile.demo start
+
+clean:
+	rm -rf var/ $(VENV)

@@ -1,0 +1,137 @@
+"""May this user do this to this object? The one place that answers, for views, the API and tasks.
+
+Two questions, kept apart on purpose: *visibility* (may the user know the object exists? if not, the
+caller answers 404, never 403, so trust B's objects are not even confirmed to trust A) and *permission*
+(may they act on what they can see? if not, 403).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, Q, QuerySet
+from django.http import Http404
+
+from .roles import Role
+
+_CACHE_ATTR = "_portal_roles_by_trust"
+
+
+class Perm(StrEnum):
+    MANAGE_TRUSTS = "manage_trusts"
+    VIEW_GATEWAY = "view_gateway"
+    CHANGE_GATEWAY = "change_gateway"
+    MANAGE_AGREEMENTS = "manage_agreements"
+    VIEW_USERS = "view_users"
+    MANAGE_USERS = "manage_users"
+    MANAGE_MEMBERSHIPS = "manage_memberships"
+    SEARCH_STUDIES = "search_studies"
+    VIEW_AUDIT = "view_audit"
+
+
+# Which roles at the object's trust grant each permission. Regional administrators hold all of them.
+_ROLES_FOR = {
+    Perm.VIEW_GATEWAY: {Role.IMAGING_MANAGER, Role.CLINICIAN, Role.IG_OFFICER},
+    Perm.CHANGE_GATEWAY: {Role.IMAGING_MANAGER},
+    Perm.VIEW_USERS: {Role.IMAGING_MANAGER},
+    Perm.MANAGE_MEMBERSHIPS: {Role.IMAGING_MANAGER},
+    Perm.SEARCH_STUDIES: {Role.CLINICIAN, Role.IMAGING_MANAGER},
+    Perm.VIEW_AUDIT: {Role.IG_OFFICER},
+    Perm.MANAGE_TRUSTS: set(),
+    Perm.MANAGE_AGREEMENTS: set(),
+    Perm.MANAGE_USERS: set(),
+}
+
+# Roles an imaging manager may hand out at their own trust; only regional administrators make more.
+DELEGABLE_ROLES = {Role.CLINICIAN, Role.IMAGING_MANAGER, Role.IG_OFFICER}
+
+
+def roles_by_trust(user) -> dict[int, set[str]]:
+    """{trust id: roles}, read once per user object (one request or one task)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return {}
+    cached = getattr(user, _CACHE_ATTR, None)
+    if cached is None:
+        cached = {}
+        for trust_id, role in user.memberships.values_list("trust_id", "role"):
+            cached.setdefault(trust_id, set()).add(role)
+        setattr(user, _CACHE_ATTR, cached)
+    return cached
+
+
+def forget_roles(user) -> None:
+    """Drop the cached roles after memberships change within the same request."""
+    if hasattr(user, _CACHE_ATTR):
+        delattr(user, _CACHE_ATTR)
+
+
+def is_regional_admin(user) -> bool:
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return False
+    return user.is_superuser or any(Role.REGIONAL_ADMIN in roles for roles in roles_by_trust(user).values())
+
+
+def member_trust_ids(user, perm: Perm | None = None) -> set[int]:
+    """Trusts where the user belongs (perm=None) or holds a role granting `perm`."""
+    table = roles_by_trust(user)
+    if perm is None:
+        return set(table)
+    wanted = _ROLES_FOR[perm]
+    return {trust_id for trust_id, roles in table.items() if roles & wanted}
+
+
+def has_perm_at(user, perm: Perm, trust_id: int | None) -> bool:
+    """May the user exercise `perm` at this trust?"""
+    if is_regional_admin(user):
+        return True
+    return trust_id is not None and trust_id in member_trust_ids(user, perm)
+
+
+def may_grant(user, role: str, trust_id: int) -> bool:
+    if is_regional_admin(user):
+        return True
+    return role in DELEGABLE_ROLES and has_perm_at(user, Perm.MANAGE_MEMBERSHIPS, trust_id)
+
+
+# --- querysets scoped to what a user may see ------------------------------------------------------
+
+
+def visible_gateways(user, queryset: QuerySet) -> QuerySet:
+    if is_regional_admin(user):
+        return queryset
+    return queryset.filter(trust_id__in=member_trust_ids(user))
+
+
+def visible_agreements(user, queryset: QuerySet) -> QuerySet:
+    if is_regional_admin(user):
+        return queryset
+    trusts = member_trust_ids(user)
+    return queryset.filter(Q(trust_a_id__in=trusts) | Q(trust_b_id__in=trusts))
+
+
+def visible_users(user, queryset: QuerySet) -> QuerySet:
+    if is_regional_admin(user):
+        return queryset
+    trusts = member_trust_ids(user, Perm.VIEW_USERS)
+    return queryset.filter(Q(pk=user.pk) | Q(memberships__trust_id__in=trusts)).distinct()
+
+
+def visible_memberships(user, queryset: QuerySet) -> QuerySet:
+    if is_regional_admin(user):
+        return queryset
+    trusts = member_trust_ids(user, Perm.VIEW_USERS)
+    return queryset.filter(Q(user_id=user.pk) | Q(trust_id__in=trusts))
+
+
+def get_visible_or_404(queryset: QuerySet, **lookup: object) -> Model:
+    """Fetch from an already scoped queryset: what the user may not see does not exist for them."""
+    try:
+        return queryset.get(**lookup)
+    except (queryset.model.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404("Not found.") from exc
+
+
+def require(allowed: bool, message: str = "You do not have permission to do that.") -> None:
+    if not allowed:
+        raise PermissionDenied(message)

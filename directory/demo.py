@@ -1,0 +1,127 @@
+"""The demo region: four synthetic trusts, their agreements and gateways, and one user per role per trust.
+
+Every name, code and person here is invented. Demo TOTP secrets are derived from the email address so
+that `manage.py demo_totp` can print a valid code without a phone.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, hotp_value, yield_hotp_counters_from_time
+from django.db import transaction
+
+from accounts.models import Membership, User
+from accounts.roles import Role
+
+from .models import Gateway, SharingAgreement, Trust
+
+DEMO_PASSWORD = "demo-exchange-2026"  # noqa: S105  (synthetic demo accounts only)
+DEMO_EMAIL_DOMAIN = "demo.invalid"
+SIM_PACS_BASE_PORT = 11120
+
+
+@dataclass(frozen=True)
+class DemoTrust:
+    ods_code: str
+    name: str
+    kind: str
+    major_trauma_centre: bool
+    ae_title: str
+
+
+TRUSTS = (
+    DemoTrust("R0A", "Northgate University Hospitals (major trauma centre)", "trust", True, "NORTHGATE_PACS"),
+    DemoTrust("R0B", "Riverside District General Hospital", "trust", False, "RIVERSIDE_PACS"),
+    DemoTrust("R0C", "Hillcrest District General Hospital", "trust", False, "HILLCREST_PACS"),
+    DemoTrust("NV0", "Meadowbank Treatment Centre (ISTC)", "istc", False, "MEADOWBANK_PACS"),
+)
+
+# (a, b, a_to_b, b_to_a, auto_approve_urgent)
+AGREEMENTS = (
+    ("R0A", "R0B", True, True, True),
+    ("R0A", "R0C", True, True, True),
+    ("R0B", "R0C", True, True, False),
+    ("NV0", "R0B", True, False, False),
+)
+
+ROLE_LABELS = {
+    Role.CLINICIAN: "Clinician",
+    Role.IMAGING_MANAGER: "Imaging Manager",
+    Role.IG_OFFICER: "IG Officer",
+    Role.REGIONAL_ADMIN: "Regional Admin",
+}
+
+
+def demo_email(role: str, ods_code: str) -> str:
+    return f"{role.replace('_', '-')}.{ods_code.lower()}@{DEMO_EMAIL_DOMAIN}"
+
+
+def demo_totp_secret(email: str) -> str:
+    return base64.b32encode(hashlib.sha256(f"demo-totp:{email}".encode()).digest()[:20]).decode()
+
+
+def current_totp(secret: str) -> str:
+    """The code an authenticator app would show now (the middle of allauth's tolerance window)."""
+    counters = list(yield_hotp_counters_from_time())
+    return format_hotp_value(hotp_value(secret, counters[len(counters) // 2]))
+
+
+@transaction.atomic
+def seed_region() -> list[tuple[str, str, str]]:
+    """Create or refresh the demo region; returns (email, role, trust) for every demo user."""
+    trusts = {}
+    for index, spec in enumerate(TRUSTS):
+        trust, _ = Trust.objects.update_or_create(
+            ods_code=spec.ods_code,
+            defaults={
+                "name": spec.name,
+                "kind": spec.kind,
+                "major_trauma_centre": spec.major_trauma_centre,
+                "patient_id_issuer": f"{spec.ods_code}_MRN",
+            },
+        )
+        trusts[spec.ods_code] = trust
+        Gateway.objects.update_or_create(
+            trust=trust,
+            name="Main PACS",
+            defaults={
+                "ae_title": spec.ae_title,
+                "host": "127.0.0.1",
+                "port": SIM_PACS_BASE_PORT + index,
+                "retrieve_method": Gateway.RetrieveMethod.C_MOVE,
+                "store_method": Gateway.StoreMethod.C_STORE,
+                "query_method": Gateway.QueryMethod.C_FIND,
+            },
+        )
+    for a, b, a_to_b, b_to_a, auto in AGREEMENTS:
+        SharingAgreement.objects.update_or_create(
+            trust_a=trusts[a],
+            trust_b=trusts[b],
+            defaults={"a_to_b": a_to_b, "b_to_a": b_to_a, "auto_approve_urgent": auto, "active": True},
+        )
+    users = []
+    for spec in TRUSTS:
+        for role in Role:
+            email = demo_email(role, spec.ods_code)
+            _seed_user(email, f"Demo {ROLE_LABELS[role]} {spec.ods_code}", role, trusts[spec.ods_code])
+            users.append((email, role.value, spec.ods_code))
+    return users
+
+
+def _seed_user(email: str, full_name: str, role: str, trust: Trust) -> None:
+    admin = role == Role.REGIONAL_ADMIN
+    user, created = User.objects.get_or_create(
+        email=email, defaults={"full_name": full_name, "is_staff": admin, "is_superuser": admin}
+    )
+    if created:
+        user.set_password(DEMO_PASSWORD)
+        user.save()
+    EmailAddress.objects.update_or_create(user=user, email=email, defaults={"verified": True, "primary": True})
+    Membership.objects.get_or_create(user=user, trust=trust, role=role)
+    if not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists():
+        TOTP.activate(user, demo_totp_secret(email))

@@ -1,0 +1,15 @@
+"""`manage.py seed_demo`: the demo region (trusts, gateways, agreements, one user per role per trust)."""
+
+from django.core.management.base import BaseCommand
+
+from directory.demo import DEMO_PASSWORD, seed_region
+
+
+class Command(BaseCommand):
+    help = "Create or refresh the synthetic demo region. Safe to run again."
+
+    def handle(self, *args: object, **options: object) -> None:
+        users = seed_region()
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo region ready: {len(users)} demo users, password {DEMO_PASSWORD!r}.")
+        )

@@ -1,0 +1,71 @@
+"""JSON shapes of the directory (SPEC section 7): trusts are referred to by ODS code everywhere."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .models import Gateway, SharingAgreement, Trust
+
+
+class TrustField(serializers.SlugRelatedField):
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(slug_field="ods_code", queryset=Trust.objects.all(), **kwargs)
+
+
+class GatewayHealthSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Gateway
+        fields = ["id", "name", "status", "last_checked", "latency_ms"]
+
+
+class TrustSerializer(serializers.ModelSerializer):
+    gateways = GatewayHealthSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Trust
+        fields = ["ods_code", "name", "kind", "major_trauma_centre", "patient_id_issuer", "gateways"]
+
+
+class GatewaySerializer(serializers.ModelSerializer):
+    trust = TrustField()
+
+    class Meta:
+        model = Gateway
+        fields = [
+            "id",
+            "trust",
+            "name",
+            "ae_title",
+            "host",
+            "port",
+            "dicomweb_url",
+            "dicomweb_username",
+            "dicomweb_password",
+            "dicomweb_token",
+            "verify_tls",
+            "retrieve_method",
+            "store_method",
+            "query_method",
+            "max_concurrency",
+            "status",
+            "last_checked",
+            "latency_ms",
+            "last_error",
+        ]
+        read_only_fields = ["status", "last_checked", "latency_ms", "last_error"]
+        extra_kwargs = {"dicomweb_password": {"write_only": True}, "dicomweb_token": {"write_only": True}}
+
+
+class AgreementSerializer(serializers.ModelSerializer):
+    trust_a = TrustField()
+    trust_b = TrustField()
+
+    class Meta:
+        model = SharingAgreement
+        fields = ["id", "trust_a", "trust_b", "a_to_b", "b_to_a", "auto_approve_urgent", "active"]
+
+
+class EchoResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    latency_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)

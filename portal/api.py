@@ -1,0 +1,26 @@
+"""Small pieces every API module shares: service errors as DRF errors, and the acting party."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+
+T = TypeVar("T")
+
+
+def run_service(service: Callable[..., T], **kwargs: Any) -> T:
+    """Call a service; its model validation errors become 400 field errors (its transaction rolled back)."""
+    try:
+        return service(**kwargs)
+    except DjangoValidationError as exc:
+        if hasattr(exc, "error_dict"):
+            detail = {
+                ("non_field_errors" if field == NON_FIELD_ERRORS else field): messages
+                for field, messages in exc.message_dict.items()
+            }
+            raise serializers.ValidationError(detail) from exc
+        raise serializers.ValidationError({"detail": exc.messages}) from exc

@@ -1,0 +1,50 @@
+"""Structured logging: one JSON object per line (or readable console lines in the demo).
+
+Every line carries the request ID bound by portal.middleware.RequestIDMiddleware. Log lines name
+objects by database ID and trust code, never by patient identifiers: those belong in the audit trail.
+"""
+
+from __future__ import annotations
+
+import logging.config
+
+import structlog
+
+SHARED_PROCESSORS = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def configure_logging(*, level: str, fmt: str) -> None:
+    """Route both structlog and the standard library's loggers through one renderer."""
+    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "structured": {
+                    "()": structlog.stdlib.ProcessorFormatter,
+                    "processors": [
+                        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                        structlog.processors.format_exc_info,
+                        renderer,
+                    ],
+                    "foreign_pre_chain": SHARED_PROCESSORS,
+                }
+            },
+            "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
+            "root": {"handlers": ["console"], "level": level},
+            # pynetdicom logs every PDU at DEBUG and dataset contents (patient data) at its DEBUG too.
+            "loggers": {"pynetdicom": {"level": "WARNING"}, "django.db.backends": {"level": "INFO"}},
+        }
+    )
+    structlog.configure(
+        processors=[*SHARED_PROCESSORS, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
