@@ -28,6 +28,7 @@ class Perm(StrEnum):
     MANAGE_MEMBERSHIPS = "manage_memberships"
     SEARCH_STUDIES = "search_studies"
     VIEW_AUDIT = "view_audit"
+    ACKNOWLEDGE_AUDIT_ALERTS = "acknowledge_audit_alerts"
 
 
 # Which roles at the object's trust grant each permission. Regional administrators hold all of them.
@@ -38,6 +39,7 @@ _ROLES_FOR = {
     Perm.MANAGE_MEMBERSHIPS: {Role.IMAGING_MANAGER},
     Perm.SEARCH_STUDIES: {Role.CLINICIAN, Role.IMAGING_MANAGER},
     Perm.VIEW_AUDIT: {Role.IG_OFFICER},
+    Perm.ACKNOWLEDGE_AUDIT_ALERTS: {Role.IG_OFFICER},
     Perm.MANAGE_TRUSTS: set(),
     Perm.MANAGE_AGREEMENTS: set(),
     Perm.MANAGE_USERS: set(),
@@ -122,6 +124,54 @@ def visible_memberships(user, queryset: QuerySet) -> QuerySet:
         return queryset
     trusts = member_trust_ids(user, Perm.VIEW_USERS)
     return queryset.filter(Q(user_id=user.pk) | Q(trust_id__in=trusts))
+
+
+# --- the audit trail: IG officers read their own trusts' events; regional administrators read all ----
+
+
+def audit_trust_codes(user) -> set[str] | None:
+    """ODS codes of the trusts whose audit events the user may read; None means every trust."""
+    if is_regional_admin(user):
+        return None
+    from directory.models import Trust
+
+    trust_ids = member_trust_ids(user, Perm.VIEW_AUDIT)
+    return set(Trust.objects.filter(pk__in=trust_ids).values_list("ods_code", flat=True)) if trust_ids else set()
+
+
+def may_view_audit(user) -> bool:
+    return is_regional_admin(user) or bool(member_trust_ids(user, Perm.VIEW_AUDIT))
+
+
+def visible_audit_events(user, queryset: QuerySet) -> QuerySet:
+    """Events whose scope names one of the user's audit trusts. An event about trust B only (its scope
+    lists only B) never reaches an IG officer of A, whatever else the query asks for."""
+    codes = audit_trust_codes(user)
+    if codes is None:
+        return queryset
+    if not codes:
+        return queryset.none()
+    condition = Q()
+    for code in sorted(codes):
+        condition |= Q(scope__has_element=code)
+    return queryset.filter(condition)
+
+
+def visible_audit_alerts(user, queryset: QuerySet) -> QuerySet:
+    """Alerts of the user's audit trusts; region-wide alerts (no trust) reach regional administrators only."""
+    codes = audit_trust_codes(user)
+    if codes is None:
+        return queryset
+    return queryset.filter(trust__in=codes) if codes else queryset.none()
+
+
+def may_acknowledge_alert(user, alert) -> bool:
+    if is_regional_admin(user):
+        return True
+    from directory.models import Trust
+
+    trust_id = Trust.objects.filter(ods_code=alert.trust).values_list("pk", flat=True).first()
+    return has_perm_at(user, Perm.ACKNOWLEDGE_AUDIT_ALERTS, trust_id)
 
 
 def get_visible_or_404(queryset: QuerySet, **lookup: object) -> Model:

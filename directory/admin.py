@@ -2,6 +2,9 @@
 
 from django.contrib import admin
 
+from audit.admin import AuditedAdminMixin
+from audit.codes import EventType
+
 from .models import Gateway, SharingAgreement, Trust
 
 
@@ -13,7 +16,7 @@ class GatewayInline(admin.TabularInline):
 
 
 @admin.register(Trust)
-class TrustAdmin(admin.ModelAdmin):
+class TrustAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["ods_code", "name", "kind", "major_trauma_centre"]
     list_filter = ["kind", "major_trauma_centre"]
     search_fields = ["ods_code", "name"]
@@ -21,7 +24,8 @@ class TrustAdmin(admin.ModelAdmin):
 
 
 @admin.register(Gateway)
-class GatewayAdmin(admin.ModelAdmin):
+class GatewayAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    audit_event_type = EventType.NETWORK_CONFIGURATION
     list_display = ["name", "trust", "ae_title", "host", "port", "status", "last_checked", "latency_ms"]
     list_filter = ["status", "retrieve_method", "store_method", "trust"]
     search_fields = ["name", "ae_title", "host", "trust__ods_code"]
@@ -29,7 +33,7 @@ class GatewayAdmin(admin.ModelAdmin):
 
 
 @admin.register(SharingAgreement)
-class SharingAgreementAdmin(admin.ModelAdmin):
+class SharingAgreementAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "trust_a", "trust_b", "a_to_b", "b_to_a", "auto_approve_urgent", "active"]
     list_filter = ["active", "auto_approve_urgent"]
     autocomplete_fields = ["trust_a", "trust_b"]

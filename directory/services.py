@@ -20,7 +20,7 @@ SECRET_FIELDS = {"dicomweb_password", "dicomweb_token"}
 def _apply(instance: Any, values: Mapping[str, Any]) -> dict[str, Any]:
     changed = {}
     for field, value in values.items():
-        if getattr(instance, field) != value:
+        if getattr(instance, field, None) != value:  # None: a relation not set yet on a new object
             setattr(instance, field, value)
             changed[field] = "(changed)" if field in SECRET_FIELDS else _plain(value)
     return changed

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
+from audit import conf as audit_conf
 from portal.logs import configure_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -66,9 +68,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "accounts.middleware.SessionLifetimeMiddleware",
     "accounts.middleware.MFARequiredMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -166,8 +168,10 @@ MFA_PASSKEY_LOGIN_ENABLED = False
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: a refused token then answers 401 with WWW-Authenticate, as machine clients expect.
+        # DRF's TokenAuthentication, putting each token's use (and each refused token) on the audit trail.
+        "audit.authentication.AuditedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -183,6 +187,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+FORMS_URLFIELD_ASSUME_HTTPS = True
+
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "Europe/London"
 USE_I18N = True
@@ -190,6 +196,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = not PRODUCTION
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -272,7 +279,54 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-AUDIT_RETENTION_YEARS = env.int("AUDIT_RETENTION_YEARS", default=8)
+# The audit trail (audit/). Events are kept at least this long; nothing in the portal deletes them at all.
+AUDIT_RETENTION_YEARS = audit_conf.at_least(
+    "AUDIT_RETENTION_YEARS", env.int("AUDIT_RETENTION_YEARS", default=8), audit_conf.MINIMUM_RETENTION_YEARS
+)
+# One "API token used" event per token per this many seconds (every call's own events still name the token).
+AUDIT_TOKEN_USE_INTERVAL = audit_conf.at_least("AUDIT_TOKEN_USE_INTERVAL", env.int("AUDIT_TOKEN_USE_INTERVAL", 900), 0)
+# How this portal names itself in DICOM and FHIR audit exports.
+AUDIT_SOURCE_ID = env.str("AUDIT_SOURCE_ID", default=DICOM_AE_TITLE)
+AUDIT_ENTERPRISE_SITE_ID = env.str("AUDIT_ENTERPRISE_SITE_ID", default="Regional Image Exchange")
+# The daily signed digest of the chain head: written here, and emailed to the region's IG officers.
+AUDIT_DIGEST_DIR = Path(env.str("AUDIT_DIGEST_DIR", default=str(VAR_DIR / "audit-digests")))
+AUDIT_DIGEST_SIGNING_KEY_FILE = env.str("AUDIT_DIGEST_SIGNING_KEY_FILE", default="")  # Ed25519 PEM; else HMAC
+AUDIT_DIGEST_RECIPIENTS = env.list("AUDIT_DIGEST_RECIPIENTS", default=[])
+AUDIT_DIGEST_HOUR = env.int("AUDIT_DIGEST_HOUR", default=2)
+if not 0 <= AUDIT_DIGEST_HOUR <= 23:
+    raise ImproperlyConfigured(f"AUDIT_DIGEST_HOUR must be 0-23, not {AUDIT_DIGEST_HOUR}.")
+AUDIT_VERIFY_TIME_LIMIT = env.int("AUDIT_VERIFY_TIME_LIMIT", default=4 * 3600)
+# Alerts (audit/alerts.py): how often the rules run, and their thresholds.
+AUDIT_ALERT_SCAN_SECONDS = audit_conf.at_least("AUDIT_ALERT_SCAN_SECONDS", env.int("AUDIT_ALERT_SCAN_SECONDS", 120), 10)
+AUDIT_ALERT_SHARE_LINK_MAX_IPS = audit_conf.at_least(
+    "AUDIT_ALERT_SHARE_LINK_MAX_IPS", env.int("AUDIT_ALERT_SHARE_LINK_MAX_IPS", default=3), 1
+)
+AUDIT_ALERT_SHARE_LINK_WINDOW_HOURS = audit_conf.at_least(
+    "AUDIT_ALERT_SHARE_LINK_WINDOW_HOURS", env.int("AUDIT_ALERT_SHARE_LINK_WINDOW_HOURS", default=24), 1
+)
+AUDIT_ALERT_SEARCHES_PER_HOUR = audit_conf.at_least(
+    "AUDIT_ALERT_SEARCHES_PER_HOUR", env.int("AUDIT_ALERT_SEARCHES_PER_HOUR", default=100), 1
+)
+AUDIT_ALERT_RELATIONSHIP_DAYS = audit_conf.at_least(
+    "AUDIT_ALERT_RELATIONSHIP_DAYS", env.int("AUDIT_ALERT_RELATIONSHIP_DAYS", default=365), 1
+)
+AUDIT_ALERT_OUT_OF_HOURS = env.bool("AUDIT_ALERT_OUT_OF_HOURS", default=True)
+AUDIT_WORKING_HOURS = audit_conf.working_hours(env.str("AUDIT_WORKING_HOURS", default="07:00-19:00"))
+AUDIT_WORKING_DAYS = audit_conf.working_days(
+    env.list("AUDIT_WORKING_DAYS", default=["mon", "tue", "wed", "thu", "fri"])
+)
+AUDIT_HOLIDAYS = audit_conf.holidays(env.list("AUDIT_HOLIDAYS", default=[]))
+# Who hears of region-wide alerts (a broken chain) besides IG officers and regional administrators.
+AUDIT_ALERT_EXTRA_RECIPIENTS = env.list("AUDIT_ALERT_EXTRA_RECIPIENTS", default=[])
+CELERY_BEAT_SCHEDULE["audit-alert-scan"] = {"task": "audit.scan_alerts", "schedule": float(AUDIT_ALERT_SCAN_SECONDS)}
+CELERY_BEAT_SCHEDULE["audit-chain-digest"] = {
+    "task": "audit.export_chain_digest",
+    "schedule": crontab(hour=AUDIT_DIGEST_HOUR, minute=0),
+}
+CELERY_BEAT_SCHEDULE["audit-chain-full-verification"] = {
+    "task": "audit.verify_chain_fully",
+    "schedule": crontab(day_of_week="sun", hour=(AUDIT_DIGEST_HOUR + 1) % 24, minute=30),
+}
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env.str("LOG_FORMAT", default="console" if DEBUG else "json")

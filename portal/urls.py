@@ -1,18 +1,19 @@
 """URL map: the UI, allauth, the admin (behind allauth's sign-in, so MFA applies), the API and /healthz."""
 
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
-from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from accounts.apis import MembershipViewSet, MeView, UserViewSet
+from audit.apis import AuditAlertViewSet, AuditEventViewSet
 from directory.apis import AgreementViewSet, GatewayViewSet, TrustViewSet
 
 from .health import healthz
 
 # The admin's own login form would skip the second factor; send everyone through allauth instead.
-admin.site.login = login_required(admin.site.login)
+admin.site.login = secure_admin_login(admin.site.login)
 admin.site.site_header = "Regional Image Exchange administration"
 
 router = DefaultRouter()
@@ -21,12 +22,15 @@ router.register("memberships", MembershipViewSet, basename="membership")
 router.register("trusts", TrustViewSet, basename="trust")
 router.register("gateways", GatewayViewSet, basename="gateway")
 router.register("agreements", AgreementViewSet, basename="agreement")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
+router.register("audit-alerts", AuditAlertViewSet, basename="audit-alert")
 
 api_v1 = [path("me/", MeView.as_view(), name="me"), *router.urls]
 
 urlpatterns = [
     path("", include("directory.urls")),
     path("accounts/", include("allauth.urls")),
+    path("audit/", include("audit.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -1,0 +1,64 @@
+"""Helpers the tests import: making staff users, signing them in, and finding external tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from allauth.account.models import EmailAddress
+from allauth.mfa.totp.internal.auth import TOTP
+from django.test import Client
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from accounts.models import Membership, User
+from directory.demo import current_totp
+from directory.models import Trust
+
+PASSWORD = "correct horse battery staple"
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+
+
+def require_tool(path_or_name: str, what: str) -> str:
+    """The path of an external tool; under CI=true its absence fails the test, elsewhere it skips."""
+    found = path_or_name if os.path.isabs(path_or_name) and os.path.exists(path_or_name) else shutil.which(path_or_name)
+    if found:
+        return found
+    message = f"{what} ({path_or_name}) is not installed"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; CI must install it (see .ci/run)")
+    pytest.skip(message)
+
+
+def make_user(email: str, *, mfa: bool = True) -> User:
+    user = User.objects.create_user(email=email, password=PASSWORD, full_name=email.split("@")[0].title())
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    if mfa:
+        TOTP.activate(user, TOTP_SECRET)
+    return user
+
+
+def grant(user: User, trust: Trust, role: str) -> User:
+    Membership.objects.create(user=user, trust=trust, role=role)
+    return user
+
+
+def totp_code() -> str:
+    return current_totp(TOTP_SECRET)
+
+
+def signed_in(user: User) -> Client:
+    """A browser session past password and second factor."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def api_as(user: User, *, token: bool = False) -> APIClient:
+    client = APIClient()
+    if token:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    else:
+        client.force_login(user)
+    return client
