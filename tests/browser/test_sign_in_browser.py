@@ -1,0 +1,41 @@
+"""In a real browser: staff sign in with password and TOTP; without a second factor they are held."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import PASSWORD, totp_code
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in_with_password(page, email: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("input[name=login]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form button[type=submit]")
+
+
+def test_a_clinician_signs_in_with_totp_and_sees_the_directory(page, live_server, alice, trust_a, trust_b, gateway_b):
+    sign_in_with_password(page, alice.email)
+    page.wait_for_url("**/accounts/2fa/authenticate/")
+    page.fill("input[name=code]", totp_code())
+    page.click("form button[type=submit]")
+
+    page.wait_for_url(f"{live_server.url}/")
+    assert page.locator("h1").inner_text() == "Directory of trusts"
+    assert page.get_by_role("link", name=trust_b.name).is_visible()
+    assert page.get_by_text("RAA · Clinician").is_visible()
+
+
+def test_a_user_without_a_second_factor_is_held_at_enrolment(page, no_mfa_user, trust_a):
+    sign_in_with_password(page, no_mfa_user.email)
+    page.wait_for_load_state()
+
+    for path in ("/", f"/trusts/{trust_a.ods_code}/", "/admin/"):
+        page.goto(path)
+        assert "/accounts/2fa/" in page.url or "/accounts/reauthenticate/" in page.url, path
+        assert trust_a.name not in page.content()
+
+    api = page.request.get("/api/v1/trusts/")
+    assert api.status == 403
