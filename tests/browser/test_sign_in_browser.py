@@ -39,3 +39,13 @@ def test_a_user_without_a_second_factor_is_held_at_enrolment(page, no_mfa_user, 
 
     api = page.request.get("/api/v1/trusts/")
     assert api.status == 403
+
+
+def test_the_api_docs_render_in_the_browser_under_the_content_security_policy(page):
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+
+    page.goto("/api/docs/")
+    page.wait_for_selector("text=/api/v1/trusts/")
+
+    assert not [e for e in errors if "Content Security Policy" in e]
