@@ -1,0 +1,33 @@
+"""From a Gateway row to the Django-free DICOM client: the one place that maps the two."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from exchange.dicom import GatewayClient, GatewayConfig, MoveDestination, client_for
+
+from .models import Gateway
+
+
+def gateway_config(gateway: Gateway) -> GatewayConfig:
+    return GatewayConfig(
+        ae_title=gateway.ae_title,
+        host=gateway.host,
+        port=gateway.port or 0,
+        dicomweb_url=gateway.dicomweb_url,
+        username=gateway.dicomweb_username,
+        password=gateway.dicomweb_password,
+        bearer_token=gateway.dicomweb_token,
+        verify_tls=gateway.verify_tls,
+        retrieve_method=gateway.retrieve_method,
+        store_method=gateway.store_method,
+        query_method=gateway.query_method,
+        label=f"trust {gateway.trust.ods_code} {gateway.name}",
+    )
+
+
+def gateway_client(gateway: Gateway, *, move_destination: MoveDestination | None = None) -> GatewayClient:
+    """A client speaking as the portal's own AE title (DICOM_AE_TITLE)."""
+    return client_for(
+        gateway_config(gateway), local_ae_title=settings.DICOM_AE_TITLE, move_destination=move_destination
+    )

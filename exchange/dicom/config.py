@@ -1,0 +1,107 @@
+"""Gateway configuration: a plain dataclass the Django side fills from its Gateway model."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import ConfigurationError
+
+RETRIEVE_METHODS = ("c-get", "c-move", "wado-rs")
+STORE_METHODS = ("c-store", "stow-rs")
+QUERY_METHODS = ("c-find", "qido-rs")
+DIMSE_METHODS = frozenset({"c-get", "c-move", "c-store", "c-find"})
+
+# PS3.5 AE VR: up to 16 characters, no backslash, no control characters; spaces are padding.
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+
+
+def validate_ae_title(value: str, *, what: str = "AE title") -> str:
+    """Return the AE title stripped of padding, or raise ConfigurationError saying why."""
+    stripped = (value or "").strip()
+    if not stripped or not _AE_TITLE.match(stripped):
+        raise ConfigurationError(f"{what} {value!r} is not valid: use 1-16 printable characters without a backslash.")
+    return stripped
+
+
+@dataclass
+class GatewayConfig:
+    """One trust gateway: DIMSE address and/or DICOMweb base URL, and which method to use for what.
+
+    Timeouts are in seconds. `label` names the gateway in error messages ("trust RXH PACS").
+    """
+
+    ae_title: str = ""
+    host: str = ""
+    port: int = 0
+    dicomweb_url: str = ""
+    username: str = ""
+    password: str = ""
+    bearer_token: str = ""
+    verify_tls: bool | str = True  # True, False, or a CA bundle path
+    retrieve_method: str = "c-get"
+    store_method: str = "c-store"
+    query_method: str = "c-find"
+    label: str = ""
+    connect_timeout: float = 5.0
+    acse_timeout: float = 10.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 120.0
+    http_timeout: float = 60.0
+    stow_batch_size: int = 50
+
+    def __post_init__(self) -> None:
+        self.retrieve_method = _choice(self.retrieve_method, RETRIEVE_METHODS, "retrieve method")
+        self.store_method = _choice(self.store_method, STORE_METHODS, "store method")
+        self.query_method = _choice(self.query_method, QUERY_METHODS, "query method")
+        if self.uses_dimse:
+            self.ae_title = validate_ae_title(self.ae_title, what="Gateway AE title")
+            if not self.host:
+                raise ConfigurationError(f"{self.name} uses DIMSE but has no host.")
+            if not 0 < int(self.port) < 65536:
+                raise ConfigurationError(f"{self.name} has port {self.port}; use 1-65535.")
+        if self.uses_dicomweb and not self.dicomweb_url.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"{self.name} uses DICOMweb but its base URL {self.dicomweb_url!r} is not http(s)."
+            )
+        if self.bearer_token and self.username:
+            raise ConfigurationError(f"{self.name}: give a bearer token or a username, not both.")
+        for field in ("connect_timeout", "acse_timeout", "dimse_timeout", "network_timeout", "http_timeout"):
+            if getattr(self, field) <= 0:
+                raise ConfigurationError(f"{self.name}: {field} must be positive.")
+
+    @property
+    def uses_dimse(self) -> bool:
+        return bool({self.retrieve_method, self.store_method, self.query_method} & DIMSE_METHODS)
+
+    @property
+    def uses_dicomweb(self) -> bool:
+        return not {self.retrieve_method, self.store_method, self.query_method} <= DIMSE_METHODS
+
+    @property
+    def name(self) -> str:
+        """How error messages refer to this gateway."""
+        if self.label:
+            return self.label
+        if self.host:
+            return f"gateway {self.host}:{self.port}"
+        return f"gateway {self.dicomweb_url}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def __repr__(self) -> str:
+        # Never leak credentials into logs or tracebacks.
+        return (
+            f"GatewayConfig(name={self.name!r}, ae_title={self.ae_title!r}, host={self.host!r}, "
+            f"port={self.port}, dicomweb_url={self.dicomweb_url!r}, retrieve={self.retrieve_method}, "
+            f"store={self.store_method}, query={self.query_method})"
+        )
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    normal = (value or "").strip().lower()
+    if normal not in allowed:
+        raise ConfigurationError(f"Unknown {what} {value!r}; choose one of {', '.join(allowed)}.")
+    return normal

@@ -1,0 +1,357 @@
+"""DICOMweb gateway client: QIDO-RS queries, WADO-RS retrieve (streamed), STOW-RS store (streamed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import requests
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
+from pydicom.tag import Tag
+
+from .config import GatewayConfig
+from .dedupe import MemoryIndex
+from .errors import AuthenticationFailed, GatewayError, GatewayTimeout, GatewayUnreachable, ProtocolError
+from .intake import Arrival, Intake, Peer, Route
+from .models import EchoResult, Instance, RetrievedInstance, RetrieveSummary, Series, StoreResult, Study, StudyQuery
+from .multipart import MultipartBody, boundary_of, iter_events
+from .queries import (
+    instance_from,
+    instance_identifier,
+    merge_studies,
+    series_from,
+    series_identifier,
+    study_identifiers,
+)
+from .retrieval import Retrieval
+from .spool import temp_path
+from .validate import OUT_OF_RESOURCES
+
+DICOM_JSON = "application/dicom+json"
+# transfer-syntax=* asks for instances as stored: no server-side transcoding, no quality loss.
+MULTIPART_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+CHUNK = 1024 * 1024
+_NOT_QUERY_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
+
+
+def qido_params(identifier: Dataset, limit: int = 0) -> list[tuple[str, str]]:
+    """QIDO-RS query parameters for a C-FIND style identifier: values match, empties are returned."""
+    params: list[tuple[str, str]] = []
+    for elem in identifier:
+        keyword = keyword_for_tag(elem.tag)
+        if keyword in _NOT_QUERY_KEYS:
+            continue
+        key = f"{elem.tag.group:04X}{elem.tag.element:04X}"
+        value = "" if elem.VR == "SQ" or elem.value is None else str(elem.value)
+        params.append((key, value) if value else ("includefield", key))
+    if limit:
+        params.append(("limit", str(limit)))
+    return params
+
+
+# Characters a query value may carry without percent-encoding, plus the two wildcards.
+_QUERY_SAFE = re.compile(r"[^A-Za-z0-9_.~*?-]+")
+
+
+def qido_query_string(params: list[tuple[str, str]]) -> tuple[str, list[tuple[str, str]]]:
+    """The query string, and the (key, value) pairs that were loosened and must be re-checked.
+
+    Some servers (Orthanc 1.10 among them) only treat `*` and `?` as wildcards when they are not
+    percent-encoded, and fail exact matches on escaped characters. So any run of characters that
+    would need escaping becomes `*`; the answers are then filtered here against the real value.
+    """
+    parts: list[str] = []
+    loosened: list[tuple[str, str]] = []
+    for key, value in params:
+        safe = _QUERY_SAFE.sub("*", value)
+        if safe != value and key != "includefield":
+            loosened.append((key, value))
+        parts.append(f"{key}={safe}")
+    return "&".join(parts), loosened
+
+
+def _matches(pattern: str, value: str, *, fold_case: bool) -> bool:
+    """DICOM wildcard matching (PS3.4 C.2.2.2.4) of one value."""
+    regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if fold_case else 0)) is not None
+
+
+def _still_matches(ds: Dataset, loosened: list[tuple[str, str]]) -> bool:
+    for key, pattern in loosened:
+        elem = ds.get(Tag(int(key, 16)))
+        value = "" if elem is None or elem.value is None else str(elem.value)
+        if not _matches(pattern, value.strip(), fold_case=elem is not None and elem.VR == "PN"):
+            return False
+    return True
+
+
+class DicomWebClient:
+    def __init__(self, config: GatewayConfig, *, session: requests.Session | None = None) -> None:
+        self.config = config
+        self.base = config.dicomweb_url.rstrip("/")
+        self.session = session or requests.Session()
+        if config.bearer_token:
+            self.session.headers["Authorization"] = f"Bearer {config.bearer_token}"
+        elif config.username:
+            self.session.auth = (config.username, config.password)
+        self.session.verify = config.verify_tls
+
+    # --- HTTP with readable failures -------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, allow: tuple[int, ...] = (), **kwargs: Any) -> requests.Response:
+        url = f"{self.base}{path}"
+        timeout = (self.config.connect_timeout, self.config.http_timeout)
+        try:
+            response = self.session.request(method, url, timeout=timeout, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            raise GatewayError(
+                f"{self.config.name}: the TLS certificate of {self.base} could not be verified ({exc}).",
+                permanent=True,
+            ) from exc
+        except requests.exceptions.ConnectTimeout as exc:
+            raise GatewayUnreachable(
+                f"{self.config.name} ({self.base}) did not answer within {self.config.connect_timeout:g} s."
+            ) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise GatewayUnreachable(f"{self.config.name} ({self.base}) could not be reached: {exc}.") from exc
+        except requests.exceptions.Timeout as exc:
+            raise GatewayTimeout(
+                f"{self.config.name} ({self.base}) stopped answering for {self.config.http_timeout:g} s."
+            ) from exc
+        if response.status_code not in allow:
+            self._raise_for_status(response, method, path)
+        return response
+
+    def _raise_for_status(self, response: requests.Response, method: str, path: str) -> None:
+        code = response.status_code
+        if code < 400:
+            return
+        detail = (
+            response.text[:200].strip() if not response.headers.get("Content-Type", "").startswith("multipart") else ""
+        )
+        response.close()
+        what = f"{self.config.name} answered {method} {path} with HTTP {code}"
+        if code in (401, 403):
+            raise AuthenticationFailed(f"{what}: the credentials were refused.")
+        if code == 404:
+            raise ProtocolError(f"{what}: not found.", permanent=True)
+        raise ProtocolError(f"{what}{': ' + detail if detail else ''}.", permanent=code < 500 and code != 429)
+
+    def _json(self, path: str, params: list[tuple[str, str]] | None = None) -> list[Dataset]:
+        query, loosened = qido_query_string(params or [])
+        response = self._request("GET", f"{path}?{query}" if query else path, headers={"Accept": DICOM_JSON})
+        if response.status_code == 204 or not response.content.strip():
+            return []
+        try:
+            answers = [Dataset.from_json(item) for item in response.json()]
+        except ValueError as exc:
+            raise ProtocolError(f"{self.config.name} sent QIDO-RS results that are not DICOM JSON ({exc}).") from exc
+        return [ds for ds in answers if _still_matches(ds, loosened)]
+
+    # --- QIDO-RS ---------------------------------------------------------------------------------
+
+    def echo(self) -> EchoResult:
+        started = time.monotonic()
+        try:
+            self._json("/studies", [("limit", "1"), ("includefield", "0020000D")])
+        except GatewayError as exc:
+            return EchoResult(ok=False, latency_ms=None, error=str(exc))
+        return EchoResult(ok=True, latency_ms=round((time.monotonic() - started) * 1000, 1))
+
+    def find_studies(self, query: StudyQuery) -> list[Study]:
+        answers: list[Dataset] = []
+        for identifier in study_identifiers(query):
+            answers += self._json("/studies", qido_params(identifier, query.limit))
+        return merge_studies(answers, query)
+
+    def find_series(self, study_uid: str) -> list[Series]:
+        found = [
+            series_from(ds)
+            for ds in self._json(f"/studies/{study_uid}/series", qido_params(series_identifier(study_uid)))
+        ]
+        for_study = [s if s.study_instance_uid else _with_study(s, study_uid) for s in found]
+        return sorted(for_study, key=lambda s: (s.series_number is None, s.series_number or 0))
+
+    def find_instances(self, study_uid: str, series_uid: str | None = None) -> list[Instance]:
+        path = (
+            f"/studies/{study_uid}/series/{series_uid}/instances" if series_uid else f"/studies/{study_uid}/instances"
+        )
+        params = qido_params(instance_identifier(study_uid, series_uid))
+        found = [instance_from(ds) for ds in self._json(path, params)]
+        return sorted(found, key=lambda i: (i.series_instance_uid, i.instance_number or 0))
+
+    # --- WADO-RS ---------------------------------------------------------------------------------
+
+    def retrieve(
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_uids: Sequence[str] | None = None,
+        *,
+        spool_dir: Path,
+        **_: Any,
+    ) -> Retrieval:
+        spool = Path(spool_dir)
+        return Retrieval(lambda summary: self._wado(study_uid, series_uid, sop_uids, spool, summary))
+
+    def _wado_paths(self, study: str, series: str | None, sops: Sequence[str] | None) -> list[str]:
+        if not sops:
+            return [f"/studies/{study}/series/{series}" if series else f"/studies/{study}"]
+        if series:
+            return [f"/studies/{study}/series/{series}/instances/{sop}" for sop in sops]
+        where = {i.sop_instance_uid: i.series_instance_uid for i in self.find_instances(study)}
+        missing = [sop for sop in sops if sop not in where]
+        if missing:
+            raise ProtocolError(
+                f"{self.config.name} does not hold {len(missing)} of the requested instances.", permanent=True
+            )
+        return [f"/studies/{study}/series/{where[sop]}/instances/{sop}" for sop in sops]
+
+    def _wado(
+        self, study: str, series: str | None, sops: Sequence[str] | None, spool_dir: Path, summary: RetrieveSummary
+    ) -> Generator[RetrievedInstance, None, None]:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        landed: list[Arrival] = []
+        intake = Intake(
+            incoming_dir=spool_dir,
+            quarantine_dir=spool_dir / "quarantine",
+            index=MemoryIndex(),
+            route=lambda info, peer: Route(spool_dir),
+            on_arrival=landed.append,
+            on_quarantine=lambda record: summary.quarantined.append(record.path),
+        )
+        peer = Peer(calling_ae="", called_ae="", address=self.base)
+        for path in self._wado_paths(study, series, sops):
+            response = self._request("GET", path, headers={"Accept": MULTIPART_DICOM}, stream=True)
+            try:
+                boundary = boundary_of(response.headers.get("Content-Type", ""))
+                for temp, size in _parts_to_files(response.iter_content(CHUNK), boundary, spool_dir):
+                    status = intake.accept(temp, size=size, peer=peer)
+                    if status == OUT_OF_RESOURCES:
+                        raise GatewayError(f"could not keep an instance from {self.config.name} on disk.")
+                    if landed:
+                        summary.completed += 1
+                        arrival = landed.pop()
+                        yield RetrievedInstance(
+                            arrival.path,
+                            arrival.sop_instance_uid,
+                            arrival.sop_class_uid,
+                            arrival.study_instance_uid,
+                            arrival.series_instance_uid,
+                            arrival.transfer_syntax_uid,
+                            arrival.size,
+                        )
+                    else:
+                        summary.failed += 1
+            except requests.exceptions.RequestException as exc:
+                raise GatewayTimeout(f"{self.config.name} broke off the WADO-RS transfer: {exc}.") from exc
+            finally:
+                response.close()
+        summary.status = 0
+
+    # --- STOW-RS ---------------------------------------------------------------------------------
+
+    def store(self, paths: Iterable[Path | str]) -> list[StoreResult]:
+        """POST instances in batches of `stow_batch_size`; one result per file, in order."""
+        ordered = [Path(p) for p in paths]
+        results: list[StoreResult] = []
+        size = max(1, self.config.stow_batch_size)
+        for start in range(0, len(ordered), size):
+            results += self._stow(ordered[start : start + size])
+        return results
+
+    def _stow(self, batch: list[Path]) -> list[StoreResult]:
+        uids: dict[Path, str] = {}
+        early: dict[Path, StoreResult] = {}
+        for path in batch:
+            try:
+                uids[path] = str(read_file_meta_info(path).MediaStorageSOPInstanceUID)
+            except (OSError, ValueError, AttributeError, InvalidDicomError) as exc:  # not DICOM: nothing to send
+                early[path] = StoreResult(path, "", False, message=f"not a DICOM file: {exc}", permanent=True)
+        sendable = [p for p in batch if p in uids]
+        if not sendable:
+            return [early[p] for p in batch]
+        body = MultipartBody(sendable)
+        try:
+            # 409 Conflict: some instances failed; the answer says which.
+            response = self._request(
+                "POST",
+                "/studies",
+                allow=(409,),
+                data=body,
+                headers={"Content-Type": body.content_type, "Accept": DICOM_JSON},
+            )
+        finally:
+            body.close()
+        outcome = _stow_outcome(response)
+        return [early.get(p) or self._stow_result(p, uids[p], outcome) for p in batch]
+
+    def _stow_result(self, path: Path, uid: str, outcome: tuple[dict[str, str], dict[str, str], str]) -> StoreResult:
+        stored, failed, problem = outcome
+        if uid in stored:
+            return StoreResult(path, uid, True, status=0, message=stored[uid])
+        if uid in failed:
+            return StoreResult(
+                path, uid, False, message=f"{self.config.name} refused it: {failed[uid]}", permanent=True
+            )
+        return StoreResult(path, uid, False, message=problem or f"{self.config.name} did not acknowledge it")
+
+
+def _with_study(series: Series, study_uid: str) -> Series:
+    return replace(series, study_instance_uid=study_uid)
+
+
+def _stow_outcome(response: requests.Response) -> tuple[dict[str, str], dict[str, str], str]:
+    """({uid: warning}, {uid: failure reason}, problem) from a STOW-RS answer."""
+    try:
+        answer = response.json() if response.content.strip() else {}
+    except ValueError:
+        return {}, {}, f"the STOW-RS answer (HTTP {response.status_code}) was not DICOM JSON"
+    ds = Dataset.from_json(answer[0] if isinstance(answer, list) and answer else answer or {})
+    stored = {
+        str(item.get("ReferencedSOPInstanceUID", "")): (
+            f"warning 0x{int(item.WarningReason):04X}" if "WarningReason" in item else ""
+        )
+        for item in ds.get("ReferencedSOPSequence", [])
+    }
+    failed = {
+        str(item.get("ReferencedSOPInstanceUID", "")): f"failure reason 0x{int(item.get('FailureReason', 0)):04X}"
+        for item in ds.get("FailedSOPSequence", [])
+    }
+    return stored, failed, ""
+
+
+def _parts_to_files(chunks: Iterator[bytes], boundary: str, folder: Path) -> Iterator[tuple[Path, int]]:
+    """Write each multipart part to a fsynced temp file as it streams in; yield (path, size)."""
+    handle = None
+    temp: Path | None = None
+    size = 0
+    try:
+        for kind, value in iter_events(chunks, boundary):
+            if kind == "headers":
+                temp = temp_path(folder)
+                handle = open(temp, "wb")  # noqa: SIM115 - closed at "end" or in finally
+                size = 0
+            elif kind == "data" and handle is not None:
+                handle.write(value)
+                size += len(value)
+            elif kind == "end" and handle is not None and temp is not None:
+                handle.flush()
+                os.fsync(handle.fileno())
+                handle.close()
+                handle = None
+                yield temp, size
+                temp = None
+    finally:
+        if handle is not None:
+            handle.close()
+        if temp is not None:
+            temp.unlink(missing_ok=True)

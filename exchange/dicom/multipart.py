@@ -1,0 +1,141 @@
+"""multipart/related for DICOMweb, streamed both ways: parse WADO-RS answers chunk by chunk, and
+produce STOW-RS bodies that read files as they are sent. Neither holds more than a chunk in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+from .errors import ProtocolError
+
+MAX_HEADER_BYTES = 64 * 1024
+
+Event = tuple[Literal["headers"], dict[str, str]] | tuple[Literal["data"], bytes] | tuple[Literal["end"], None]
+
+
+def boundary_of(content_type: str) -> str:
+    """The boundary parameter of a multipart Content-Type header (quoted or not)."""
+    match = re.search(r'boundary=(?:"([^"]+)"|([^;\s]+))', content_type or "", re.IGNORECASE)
+    if not match or not content_type.lower().startswith("multipart/"):
+        raise ProtocolError(f"expected a multipart answer, got Content-Type {content_type!r}.", permanent=True)
+    return match.group(1) or match.group(2)
+
+
+def _parse_headers(raw: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in raw.decode("latin-1").split("\r\n"):
+        if ":" in line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return headers
+
+
+def iter_events(chunks: Iterable[bytes], boundary: str) -> Iterator[Event]:
+    """Turn a multipart body into ("headers", dict), ("data", bytes)..., ("end", None) per part.
+
+    The delimiter is CRLF "--" boundary; we start the buffer with CRLF so a body that opens with
+    the boundary (no preamble) matches the same way.
+    """
+    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    keep = len(delimiter) - 1
+    buf = bytearray(b"\r\n")
+    state = "preamble"
+    for chunk in chunks:
+        buf += chunk
+        while True:
+            if state == "preamble":
+                at = buf.find(delimiter)
+                if at < 0:
+                    del buf[:-keep]
+                    break
+                del buf[: at + len(delimiter)]
+                state = "after-boundary"
+            if state == "after-boundary":
+                if len(buf) < 2:
+                    break
+                if buf[:2] == b"--":
+                    return
+                eol = buf.find(b"\r\n")
+                if eol < 0:
+                    break
+                del buf[: eol + 2]  # transport padding after the boundary, then CRLF
+                state = "headers"
+            if state == "headers":
+                if buf[:2] == b"\r\n":
+                    headers, consumed = {}, 2
+                else:
+                    end = buf.find(b"\r\n\r\n")
+                    if end < 0:
+                        if len(buf) > MAX_HEADER_BYTES:
+                            raise ProtocolError("multipart part headers are implausibly long.")
+                        break
+                    headers, consumed = _parse_headers(bytes(buf[:end])), end + 4
+                del buf[:consumed]
+                yield ("headers", headers)
+                state = "body"
+            if state == "body":
+                at = buf.find(delimiter)
+                if at < 0:
+                    if len(buf) > keep:
+                        yield ("data", bytes(buf[:-keep]))
+                        del buf[:-keep]
+                    break
+                if at:
+                    yield ("data", bytes(buf[:at]))
+                del buf[: at + len(delimiter)]
+                yield ("end", None)
+                state = "after-boundary"
+    raise ProtocolError("the multipart answer ended before its closing boundary (connection cut?).")
+
+
+class MultipartBody:
+    """A STOW-RS request body over files, read lazily; `len()` is known so no chunked encoding.
+
+    Deliberately not an io.IOBase: requests would call its tell(), get an error, and fall back
+    to chunked transfer encoding, which not every DICOMweb server accepts.
+    """
+
+    def __init__(self, paths: Iterable[Path], *, part_type: str = "application/dicom") -> None:
+        self.boundary = f"dicom-{uuid.uuid4().hex}"
+        head = f"--{self.boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode()
+        self._segments: list[bytes | Path] = []
+        for path in paths:
+            self._segments += [head, Path(path), b"\r\n"]
+        self._segments.append(f"--{self.boundary}--\r\n".encode())
+        self._length = sum(len(s) if isinstance(s, bytes) else os.path.getsize(s) for s in self._segments)
+        self._index = 0
+        self._current: io.BufferedReader | io.BytesIO | None = None
+
+    @property
+    def content_type(self) -> str:
+        return f'multipart/related; type="application/dicom"; boundary={self.boundary}'
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        size = 1024 * 1024 if size is None or size < 0 else size
+        out = bytearray()
+        while len(out) < size and self._index < len(self._segments):
+            if self._current is None:
+                segment = self._segments[self._index]
+                self._current = io.BytesIO(segment) if isinstance(segment, bytes) else open(segment, "rb")  # noqa: SIM115
+            data = self._current.read(size - len(out))
+            if data:
+                out += data
+                continue
+            self._current.close()
+            self._current = None
+            self._index += 1
+        return bytes(out)
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None

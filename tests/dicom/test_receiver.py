@@ -1,0 +1,141 @@
+"""The portal's receiver: durable, byte-exact, idempotent; bad input refused, recorded, survived."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.filereader import read_file_meta_info
+
+from exchange.dicom import GatewayConfig, StorageReceiver, StoreResult, client_for
+from exchange.dicom.spool import dataset_sha256
+from exchange.dicom.synthetic import make_study
+from exchange.dicom.validate import CANNOT_UNDERSTAND, DATASET_MISMATCH, DUPLICATE_CONFLICT, SOP_CLASS_NOT_SUPPORTED
+
+from . import badfiles
+from .conftest import PORTAL_AE, Recorder
+from .orthanc import free_port
+
+pytestmark = [pytest.mark.interop, pytest.mark.filterwarnings("ignore::UserWarning")]
+
+
+def send(rx: StorageReceiver, *paths: Path, ae: str | None = None) -> list[StoreResult]:
+    cfg = GatewayConfig(ae_title=ae or rx.ae_title, host="127.0.0.1", port=rx.port, label=f"receiver {rx.ae_title}")
+    return client_for(cfg, local_ae_title="TESTSCU").store(paths)
+
+
+@pytest.fixture(scope="module")
+def ct(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_study(tmp_path_factory.mktemp("rx"), n_instances=1, rows=128, columns=128, seed=99)[0]
+
+
+def sidecar_for(rx: StorageReceiver, sop_uid: str) -> dict[str, object]:
+    for path in rx.quarantine_dir.glob("*.json"):
+        record = json.loads(path.read_text())
+        if record["sop_instance_uid"] == sop_uid:
+            return record
+    raise AssertionError(f"no quarantine record for {sop_uid}")
+
+
+@pytest.mark.parametrize(
+    ("damage", "status", "reason"),
+    [
+        (badfiles.truncated, DATASET_MISMATCH, "Pixel Data holds"),
+        (badfiles.without_sop_instance_uid, DATASET_MISMATCH, "no SOP Instance UID"),
+        (badfiles.with_unknown_sop_class, SOP_CLASS_NOT_SUPPORTED, "not a known storage SOP class"),
+        (badfiles.unparseable, CANNOT_UNDERSTAND, "could not be parsed"),
+    ],
+)
+def test_bad_instances_are_refused_and_quarantined(
+    receiver: StorageReceiver,
+    recorder: Recorder,
+    ct: Path,
+    tmp_path: Path,
+    damage: Callable[[Path, Path], Path],
+    status: int,
+    reason: str,
+) -> None:
+    bad = damage(ct, tmp_path / "bad.dcm")
+    sop = str(read_file_meta_info(bad).MediaStorageSOPInstanceUID)
+    (result,) = send(receiver, bad)
+    assert not result.ok and result.status == status
+    assert f"0x{status:04X}" in result.message and "receiver PORTAL" in result.message
+    record = sidecar_for(receiver, sop)
+    assert reason in str(record["reason"]) and record["calling_ae"] == "TESTSCU"
+    assert record["status"] == f"0x{status:04X}" and str(record["received_at"]).endswith("Z")
+    assert Path(str(record["path"])).read_bytes()[128:132] == b"DICM"
+    assert any(q.sop_instance_uid == sop for q in recorder.quarantined)
+    assert not list(receiver.incoming_dir.rglob(f"{sop}.dcm"))
+    # ...and the receiver is still there for the next sender.
+    assert (
+        client_for(GatewayConfig(ae_title=PORTAL_AE, host="127.0.0.1", port=receiver.port), local_ae_title="TESTSCU")
+        .echo()
+        .ok
+    )
+
+
+def test_the_data_set_is_stored_exactly_as_it_was_sent(receiver: StorageReceiver, tmp_path: Path) -> None:
+    (path,) = make_study(tmp_path, n_instances=1, rows=64, columns=64, compress="rle")
+    (result,) = send(receiver, path)
+    assert result.ok
+    (stored,) = receiver.incoming_dir.rglob(path.name)
+    assert dataset_sha256(stored) == dataset_sha256(path)
+    assert dcmread(stored).file_meta.SourceApplicationEntityTitle == "TESTSCU"
+
+
+def test_the_same_instance_twice_is_stored_once(receiver: StorageReceiver, recorder: Recorder, tmp_path: Path) -> None:
+    (path,) = make_study(tmp_path, n_instances=1, rows=32, columns=32)
+    first, second = send(receiver, path) + send(receiver, path)
+    assert first.ok and second.ok
+    assert len(list(receiver.incoming_dir.rglob(path.name))) == 1
+    assert [a.duplicate for a in recorder.arrivals_for(path.stem)] == [False, True]
+
+
+def test_other_content_under_a_known_uid_is_quarantined(receiver: StorageReceiver, tmp_path: Path) -> None:
+    (path,) = make_study(tmp_path, n_instances=1, rows=32, columns=32)
+    changed = badfiles.changed_body(path, tmp_path / "changed.dcm")
+    assert send(receiver, path)[0].ok
+    (result,) = send(receiver, changed)
+    assert not result.ok and result.status == DUPLICATE_CONFLICT
+    assert "different content" in str(sidecar_for(receiver, path.stem)["reason"])
+    (kept,) = receiver.incoming_dir.rglob(path.name)
+    assert dataset_sha256(kept) == dataset_sha256(path)
+
+
+def test_a_failing_hook_makes_the_sender_retry(tmp_path: Path) -> None:
+    calls: list[bool] = []
+
+    def flaky(arrival: object) -> None:
+        calls.append(True)
+        if len(calls) == 1:
+            raise RuntimeError("database is down")
+
+    rx = StorageReceiver("HOOKRX", free_port(), tmp_path / "rx", bind_address="127.0.0.1", on_arrival=flaky).start()
+    try:
+        (path,) = make_study(tmp_path / "src", n_instances=1, rows=32, columns=32)
+        (first,) = send(rx, path)
+        assert not first.ok and first.status == 0xA700 and not first.permanent
+        (retry,) = send(rx, path)
+        assert retry.ok and len(calls) == 2
+        assert len(list(rx.incoming_dir.rglob(path.name))) == 1
+    finally:
+        rx.stop()
+
+
+def test_a_wrong_called_ae_title_is_refused(receiver: StorageReceiver, ct: Path) -> None:
+    from exchange.dicom import AssociationRejected
+
+    with pytest.raises(AssociationRejected, match="called AE title not recognised") as caught:
+        send(receiver, ct, ae="NOTPORTAL")
+    assert caught.value.permanent
+
+
+def test_only_listed_callers_may_send(tmp_path: Path, ct: Path) -> None:
+    from exchange.dicom import AssociationRejected
+
+    rx = StorageReceiver("GATED", free_port(), tmp_path, bind_address="127.0.0.1", allowed_calling_aes=["RXHPACS"])
+    with rx, pytest.raises(AssociationRejected, match="calling AE title not recognised"):
+        send(rx, ct)
