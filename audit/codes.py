@@ -51,3 +51,48 @@ class ActorType(models.TextChoices):
     SHARE_LINK = "share_link", "Share link"
     SYSTEM = "system", "System"
     ANONYMOUS = "anonymous", "Unauthenticated"
+
+
+class LocalEventType(models.TextChoices):
+    """The portal's own EventTypeCodes (coding scheme `IEP`), for workflows PS3.15 has no code for.
+
+    They refine a standard EventID (SPEC section 4), never replace it: a push is still 110102 Begin
+    Transferring DICOM Instances; IEP101 says it was a push rather than an approved request.
+    """
+
+    PUSH = "IEP101", "Push requested"
+    REQUEST_CREATED = "IEP111", "Images requested (pull)"
+    REQUEST_APPROVED = "IEP112", "Request approved"
+    REQUEST_DECLINED = "IEP113", "Request declined"
+    RECONCILED = "IEP121", "Arrival reconciled to a local patient"
+    RECONCILIATION_HELD = "IEP122", "Arrival held for reconciliation"
+    SHARE_LINK_CREATED = "IEP131", "Share link created"
+    SHARE_LINK_OPENED = "IEP132", "Share link opened"
+    SHARE_LINK_REVOKED = "IEP134", "Share link revoked"
+    SECOND_OPINION = "IEP141", "Second opinion returned"
+    API_TOKEN_USED = "IEP151", "API token used"
+    CHAIN_VERIFIED = "IEP161", "Audit chain verified"
+    DIGEST_EXPORTED = "IEP162", "Audit chain digest exported"
+    ALERT_ACKNOWLEDGED = "IEP163", "Audit alert acknowledged"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+
+
+DCM = "DCM"
+LOCAL_SCHEME = "IEP"
+DCM_SYSTEM = "http://dicom.nema.org/resources/ontology/DCM"
+
+_DISPLAY = {**dict(EventID.choices), **dict(EventType.choices), **dict(LocalEventType.choices)}
+
+
+def display(code: str) -> str:
+    """The code meaning of an event ID or event type code, DICOM or local; the code itself if unknown."""
+    return _DISPLAY.get(code, code)
+
+
+def scheme(code: str) -> str:
+    """Coding scheme designator of a code: DCM for PS3.15's, IEP for the portal's own."""
+    return LOCAL_SCHEME if code.startswith(LOCAL_SCHEME) else DCM

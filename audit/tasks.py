@@ -1,0 +1,35 @@
+"""Scheduled audit work (Celery beat, see CELERY_BEAT_SCHEDULE): thin wrappers over the services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from . import alerts, digest
+from .context import system_actor
+from .services import verify_chain
+
+
+@shared_task(name="audit.scan_alerts", ignore_result=True)
+def scan_alerts() -> int:
+    """Run the alert rules over events recorded since the last scan; email new alerts. Returns how many."""
+    return len(alerts.scan().created)
+
+
+@shared_task(name="audit.export_chain_digest", ignore_result=True)
+def export_chain_digest() -> int:
+    """Verify since the last digest, then sign, write and email today's digest of the chain head."""
+    return digest.export_digest().head_seq
+
+
+@shared_task(
+    name="audit.verify_chain_fully",
+    ignore_result=True,
+    soft_time_limit=settings.AUDIT_VERIFY_TIME_LIMIT,
+    time_limit=settings.AUDIT_VERIFY_TIME_LIMIT + 60,
+)
+def verify_chain_fully() -> bool:
+    """Walk the whole chain (the daily digest walks only the new part); a break raises an alert."""
+    report = verify_chain()
+    digest.record_verification(report, actor=system_actor("weekly chain verification"))
+    return report.ok

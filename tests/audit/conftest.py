@@ -1,0 +1,61 @@
+"""Audit fixtures: a second IG officer (ida, at trust B), patients, and helpers to read the trail."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.db import connection
+
+from accounts.models import User
+from accounts.roles import Role
+from audit.models import AuditEvent
+from tests.helpers import grant, make_user
+
+# Synthetic NHS numbers (valid check digits, from the 999 test range).
+PATIENT = "9990000018"
+OTHER_PATIENT = "9990000026"
+STUDY = "1.2.826.0.1.3680043.8.498.1"
+OTHER_STUDY = "1.2.826.0.1.3680043.8.498.2"
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """These tests make many staff accounts; the production hasher's cost is not what they test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def ida(trust_b) -> User:
+    """The IG officer of trust B: must never see trust A's events."""
+    return grant(make_user("ida@b.example"), trust_b, Role.IG_OFFICER)
+
+
+def events(**lookup) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(**lookup).order_by("seq"))
+
+
+def last_event() -> AuditEvent:
+    return AuditEvent.objects.order_by("-seq").first()
+
+
+def require_postgres() -> None:
+    """PostgreSQL-only behaviour. CI runs on PostgreSQL, so there a skip would hide a failure: fail."""
+    if connection.vendor == "postgresql":
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("This test needs PostgreSQL and CI must run it there (DATABASE_URL=postgres://...).")
+    pytest.skip("PostgreSQL only (set DATABASE_URL=postgres://... to run it)")
+
+
+def raw_sql(sql: str, params: list | tuple = ()) -> None:
+    """An attacker with database access, going round the application (and, on PostgreSQL, its trigger)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # What a database superuser can do: stop ordinary triggers firing for their session.
+            cursor.execute("SET session_replication_role = replica")
+        try:
+            cursor.execute(sql, params)
+        finally:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET session_replication_role = origin")
