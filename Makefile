@@ -26,7 +26,7 @@ format: venv
 
 test: venv
 	$(BIN)/ruff check .
-	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(DEMO_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 migrate: venv
@@ -35,7 +35,7 @@ migrate: venv
 demo: migrate
 	@$(DEMO_ENV) $(BIN)/python manage.py seed_demo
 	@$(DEMO_ENV) $(BIN)/python manage.py demo_banner
-	@$(DEMO_ENV) $(BIN)/honcho --procfile Procfile.demo start
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(DEMO_ENV) $(BIN)/honcho --procfile Procfile.demo start
 
 clean:
 	rm -rf var/ $(VENV)
