@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 DEMO_ENV := DEBUG=1
 
 .PHONY: venv test lint format demo migrate clean
