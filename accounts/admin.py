@@ -3,7 +3,8 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
-from audit.context import actor_from_request
+from audit.admin import AuditedAdminMixin
+from audit.codes import EventType
 
 from . import services
 from .models import Membership, User
@@ -16,7 +17,8 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(AuditedAdminMixin, DjangoUserAdmin):
+    audit_event_type = EventType.USER_SECURITY_ATTRIBUTES_CHANGED
     ordering = ["email"]
     list_display = ["email", "full_name", "is_active", "is_staff", "date_joined"]
     list_filter = ["is_active", "is_staff", "memberships__role", "memberships__trust"]
@@ -35,12 +37,11 @@ class UserAdmin(DjangoUserAdmin):
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data and not obj.is_active:
             services.end_sessions(obj)
-        if change and form.changed_data:
-            services.record_admin_change(obj, form.changed_data, actor_from_request(request))
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    audit_event_type = EventType.SECURITY_ROLES_CHANGED
     list_display = ["user", "trust", "role", "created_at"]
     list_filter = ["role", "trust"]
     search_fields = ["user__email", "trust__ods_code", "trust__name"]

@@ -109,14 +109,3 @@ def _record_role_change(membership: Membership, action: Action, actor: Actor) ->
         trust=membership.trust.ods_code,
         detail={"user": membership.user.email, "role": membership.role},
     )
-
-
-def record_admin_change(user: User, fields: list[str], actor: Actor) -> None:
-    """Changes made in the Django admin reach the audit trail too (secrets named, never copied)."""
-    record_event(
-        event_id=EventID.SECURITY_ALERT,
-        event_type=EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-        action=Action.UPDATE,
-        actor=actor,
-        detail={"user": user.email, "fields": sorted(fields), "via": "admin"},
-    )

@@ -185,3 +185,16 @@ def test_a_deactivated_user_token_is_refused(alice):
     alice.save()
 
     assert client.get("/api/v1/me/").status_code == 401
+
+
+def test_role_changes_made_in_the_admin_are_audited(rita, alice, trust_b):
+    client = signed_in(rita)
+
+    response = client.post(
+        "/admin/accounts/membership/add/", {"user": alice.pk, "trust": trust_b.pk, "role": "clinician"}
+    )
+
+    assert response.status_code == 302
+    event = AuditEvent.objects.filter(event_type="110136", detail__via="admin").get()
+    assert event.trust == "RBB"
+    assert event.actor_user == rita
