@@ -8,6 +8,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 
+from exchange.dicom.config import ae_title_problem
+
 validate_ods_code = RegexValidator(
     r"^[A-Z0-9]{3,5}\Z",
     "An ODS code is 3 to 5 upper-case letters or digits, e.g. RXH.",
@@ -17,16 +19,9 @@ validate_ods_code = RegexValidator(
 
 def validate_ae_title(value: str) -> None:
     """PS3.5: 1-16 characters of the default repertoire, no backslash or control characters."""
-    if not value or not value.strip():
-        raise ValidationError("An AE title needs at least one character.", code="ae_title_empty")
-    if len(value) > 16:
-        raise ValidationError(
-            f"An AE title has at most 16 characters; this one has {len(value)}.", code="ae_title_length"
-        )
-    if "\\" in value or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValidationError("An AE title cannot contain a backslash or control characters.", code="ae_title")
-    if not value.isascii():
-        raise ValidationError("An AE title uses ASCII characters only.", code="ae_title")
+    problem = ae_title_problem(value)
+    if problem:
+        raise ValidationError(problem, code="invalid_ae_title")
 
 
 def validate_port(value: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
@@ -12,16 +11,26 @@ STORE_METHODS = ("c-store", "stow-rs")
 QUERY_METHODS = ("c-find", "qido-rs")
 DIMSE_METHODS = frozenset({"c-get", "c-move", "c-store", "c-find"})
 
-# PS3.5 AE VR: up to 16 characters, no backslash, no control characters; spaces are padding.
-_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
+def ae_title_problem(value: str) -> str | None:
+    """Why a value is not a valid AE title (PS3.5 AE VR), or None. Spaces at either end are padding."""
+    stripped = (value or "").strip()
+    if not stripped:
+        return "An AE title needs at least one character."
+    if len(stripped) > 16:
+        return f"An AE title has at most 16 characters; this one has {len(stripped)}."
+    if "\\" in stripped or any(ord(ch) < 32 or ord(ch) == 127 for ch in stripped):
+        return "An AE title cannot contain a backslash or control characters."
+    if not stripped.isascii():
+        return "An AE title uses ASCII characters only."
+    return None
 
 
 def validate_ae_title(value: str, *, what: str = "AE title") -> str:
     """Return the AE title stripped of padding, or raise ConfigurationError saying why."""
-    stripped = (value or "").strip()
-    if not stripped or not _AE_TITLE.match(stripped):
-        raise ConfigurationError(f"{what} {value!r} is not valid: use 1-16 printable characters without a backslash.")
-    return stripped
+    problem = ae_title_problem(value)
+    if problem:
+        raise ConfigurationError(f"{what} {value!r} is not valid. {problem}")
+    return (value or "").strip()
 
 
 @dataclass
