@@ -29,6 +29,8 @@ class Perm(StrEnum):
     SEARCH_STUDIES = "search_studies"
     VIEW_AUDIT = "view_audit"
     ACKNOWLEDGE_AUDIT_ALERTS = "acknowledge_audit_alerts"
+    PUSH_STUDIES = "push_studies"
+    MANAGE_TRANSFERS = "manage_transfers"
 
 
 # Which roles at the object's trust grant each permission. Regional administrators hold all of them.
@@ -40,6 +42,8 @@ _ROLES_FOR = {
     Perm.SEARCH_STUDIES: {Role.CLINICIAN, Role.IMAGING_MANAGER},
     Perm.VIEW_AUDIT: {Role.IG_OFFICER},
     Perm.ACKNOWLEDGE_AUDIT_ALERTS: {Role.IG_OFFICER},
+    Perm.PUSH_STUDIES: {Role.CLINICIAN},
+    Perm.MANAGE_TRANSFERS: {Role.IMAGING_MANAGER},
     Perm.MANAGE_TRUSTS: set(),
     Perm.MANAGE_AGREEMENTS: set(),
     Perm.MANAGE_USERS: set(),
@@ -185,3 +189,50 @@ def get_visible_or_404(queryset: QuerySet, **lookup: object) -> Model:
 def require(allowed: bool, message: str = "You do not have permission to do that.") -> None:
     if not allowed:
         raise PermissionDenied(message)
+
+
+# --- patients' images: only people working at the trust, in a clinical or imaging role ----------------
+
+
+def study_search_trust_ids(user) -> set[int]:
+    """Trusts whose PACS the user may search. No regional-administrator bypass on purpose: running the
+    region's directory is no reason to see a trust's patients (SPEC section 2, "sees only studies...")."""
+    return member_trust_ids(user, Perm.SEARCH_STUDIES)
+
+
+def may_search_studies(user, trust_id: int) -> bool:
+    return trust_id in study_search_trust_ids(user)
+
+
+def visible_receiver_records(user, queryset: QuerySet) -> QuerySet:
+    """What the portal's receiver took in or quarantined: imaging managers see what their trust's
+    gateways sent; regional administrators see everything, including senders no gateway explains."""
+    if is_regional_admin(user):
+        return queryset
+    return queryset.filter(sender_trust_id__in=member_trust_ids(user, Perm.CHANGE_GATEWAY))
+
+
+def may_view_receiver(user) -> bool:
+    return is_regional_admin(user) or bool(member_trust_ids(user, Perm.CHANGE_GATEWAY))
+
+
+# --- transfers: members of the source or the destination see them --------------------------------
+
+
+def may_push_from(user, trust_id: int) -> bool:
+    """Pushing a trust's studies is a clinician's act at that trust (SPEC section 7), even for administrators."""
+    return trust_id in member_trust_ids(user, Perm.PUSH_STUDIES)
+
+
+def visible_transfers(user, queryset: QuerySet) -> QuerySet:
+    """Only members of the source or destination (SPEC section 2), whatever their role there. No
+    regional-administrator bypass: running the region is no reason to see who sent which patient where."""
+    trusts = member_trust_ids(user)
+    return queryset.filter(Q(source_id__in=trusts) | Q(destination_id__in=trusts))
+
+
+def may_manage_transfer(user, transfer) -> bool:
+    """Cancel or retry: whoever asked for it, or an imaging manager of either trust."""
+    if transfer.requested_by_id == getattr(user, "pk", None) and user.is_active:
+        return True
+    return any(has_perm_at(user, Perm.MANAGE_TRANSFERS, t) for t in (transfer.source_id, transfer.destination_id))

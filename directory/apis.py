@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from rest_framework import mixins, viewsets
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from accounts import permissions as perms
@@ -79,6 +82,27 @@ class GatewayViewSet(
             instance=gateway,
             **serializer.validated_data,
         )
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "EchoResult",
+            {
+                "ok": serializers.BooleanField(),
+                "latency_ms": serializers.FloatField(allow_null=True),
+                "error": serializers.CharField(),
+            },
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def echo(self, request: Request, pk: str | None = None) -> Response:
+        """C-ECHO (or QIDO-RS ping) now; the result is stored as the gateway's health."""
+        from exchange.services import gateway_echo  # exchange depends on directory, not the reverse
+
+        gateway = self.get_object()
+        perms.require(perms.has_perm_at(request.user, Perm.CHANGE_GATEWAY, gateway.trust_id))
+        result = gateway_echo(gateway=gateway)
+        return Response({"ok": result.ok, "latency_ms": result.latency_ms, "error": result.error})
 
 
 class AgreementViewSet(

@@ -35,10 +35,10 @@ class DemoTrust:
 
 
 TRUSTS = (
-    DemoTrust("R0A", "Northgate University Hospitals (major trauma centre)", "trust", True, "NORTHGATE_PACS"),
+    DemoTrust("R0A", "Northgate University Hospitals", "trust", True, "NORTHGATE_PACS"),
     DemoTrust("R0B", "Riverside District General Hospital", "trust", False, "RIVERSIDE_PACS"),
     DemoTrust("R0C", "Hillcrest District General Hospital", "trust", False, "HILLCREST_PACS"),
-    DemoTrust("NV0", "Meadowbank Treatment Centre (ISTC)", "istc", False, "MEADOWBANK_PACS"),
+    DemoTrust("NV0", "Meadowbank Treatment Centre", "istc", False, "MEADOWBANK_PACS"),
 )
 
 # (a, b, a_to_b, b_to_a, auto_approve_urgent)
@@ -93,7 +93,7 @@ def seed_region() -> list[tuple[str, str, str]]:
                 "ae_title": spec.ae_title,
                 "host": "127.0.0.1",
                 "port": SIM_PACS_BASE_PORT + index,
-                "retrieve_method": Gateway.RetrieveMethod.C_MOVE,
+                "retrieve_method": Gateway.RetrieveMethod.C_GET,
                 "store_method": Gateway.StoreMethod.C_STORE,
                 "query_method": Gateway.QueryMethod.C_FIND,
             },

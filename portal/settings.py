@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "directory",
     "audit",
     "exchange",
+    "transfers",
 ]
 
 MIDDLEWARE = [
@@ -237,12 +238,14 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesyste
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Otherwise kombu keeps broadcast (control) messages in ./control of whatever directory it runs in.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
@@ -253,7 +256,36 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {}
+# Gateway health (exchange/tasks.py): every gateway is echoed this often.
+GATEWAY_ECHO_SECONDS = env.int("GATEWAY_ECHO_SECONDS", default=60)
+if GATEWAY_ECHO_SECONDS < 10:
+    raise ImproperlyConfigured(f"GATEWAY_ECHO_SECONDS must be at least 10, not {GATEWAY_ECHO_SECONDS}.")
+CELERY_BEAT_SCHEDULE["exchange-echo-gateways"] = {
+    "task": "exchange.echo_gateways",
+    "schedule": float(GATEWAY_ECHO_SECONDS),
+    "options": {"queue": "default"},
+}
 CELERY_TIMEZONE = TIME_ZONE
+
+# A transfer's status is not a gateway's: name both enums in the OpenAPI schema (else a warning, and
+# `check --deploy --fail-level WARNING` fails).
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
+    {"TransferStatusEnum": "transfers.models.Status", "GatewayStatusEnum": "directory.models.Gateway.Status"}
+)
+# Transfers (transfers/): urgent and trauma work has its own queue so routine backlogs never delay it.
+CELERY_TASK_ROUTES = {"transfers.run_transfer": {"queue": "routine"}, "transfers.sweep_stalled": {"queue": "routine"}}
+# Transient gateway errors are retried with exponential backoff and jitter for this long, then the transfer fails.
+TRANSFER_RETRY_WINDOW = env.int("TRANSFER_RETRY_WINDOW", default=2 * 3600)
+TRANSFER_RETRY_BASE_DELAY = env.float("TRANSFER_RETRY_BASE_DELAY", default=15.0)
+TRANSFER_RETRY_MAX_DELAY = env.float("TRANSFER_RETRY_MAX_DELAY", default=600.0)
+# A worker renews its lease on a running transfer every few seconds; a lease this old belongs to a dead worker.
+TRANSFER_LEASE_SECONDS = env.int("TRANSFER_LEASE_SECONDS", default=120)
+# Long DICOM work gets its own limits (the default task limits suit short jobs).
+TRANSFER_SOFT_TIME_LIMIT = env.int("TRANSFER_SOFT_TIME_LIMIT", default=6 * 3600)
+TRANSFER_TIME_LIMIT = env.int("TRANSFER_TIME_LIMIT", default=6 * 3600 + 300)
+if TRANSFER_LEASE_SECONDS < 5 or TRANSFER_RETRY_WINDOW < 0 or not 0 < TRANSFER_SOFT_TIME_LIMIT < TRANSFER_TIME_LIMIT:
+    raise ImproperlyConfigured("TRANSFER_* settings: lease >= 5 s, window >= 0, soft limit below the hard limit.")
+CELERY_BEAT_SCHEDULE["transfers-sweep-stalled"] = {"task": "transfers.sweep_stalled", "schedule": 60.0}
 
 # Security headers. HTTPS-only settings are on unless DEBUG (or under the test runner).
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)

@@ -10,6 +10,8 @@ from rest_framework.routers import DefaultRouter
 from accounts.apis import MembershipViewSet, MeView, UserViewSet
 from audit.apis import AuditAlertViewSet, AuditEventViewSet
 from directory.apis import AgreementViewSet, GatewayViewSet, TrustViewSet
+from exchange.apis import StudyDetailView, StudyListView
+from transfers.apis import TransferViewSet
 
 from .health import healthz
 
@@ -25,11 +27,18 @@ router.register("gateways", GatewayViewSet, basename="gateway")
 router.register("agreements", AgreementViewSet, basename="agreement")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 router.register("audit-alerts", AuditAlertViewSet, basename="audit-alert")
+router.register("transfers", TransferViewSet, basename="transfer")
 
-api_v1 = [path("me/", MeView.as_view(), name="me"), *router.urls]
+api_v1 = [
+    path("me/", MeView.as_view(), name="me"),
+    path("trusts/<str:ods_code>/studies/", StudyListView.as_view(), name="trust-studies"),
+    path("trusts/<str:ods_code>/studies/<str:study_uid>/", StudyDetailView.as_view(), name="trust-study-detail"),
+    *router.urls,
+]
 
 urlpatterns = [
     path("", include("directory.urls")),
+    path("", include("exchange.urls")),
     path("accounts/", include("allauth.urls")),
     path("audit/", include("audit.urls")),
     path("admin/", admin.site.urls),

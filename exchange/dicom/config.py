@@ -11,6 +11,7 @@ STORE_METHODS = ("c-store", "stow-rs")
 QUERY_METHODS = ("c-find", "qido-rs")
 DIMSE_METHODS = frozenset({"c-get", "c-move", "c-store", "c-find"})
 
+
 def ae_title_problem(value: str) -> str | None:
     """Why a value is not a valid AE title (PS3.5 AE VR), or None. Spaces at either end are padding."""
     stripped = (value or "").strip()

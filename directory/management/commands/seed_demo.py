@@ -13,3 +13,8 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Demo region ready: {len(users)} demo users, password {DEMO_PASSWORD!r}.")
         )
+        from exchange.demo import generate_demo_studies  # the demo PACS images; skipped once written
+
+        written = generate_demo_studies()
+        if written:
+            self.stdout.write(f"Demo studies written: {', '.join(f'{k} {v}' for k, v in written.items())}.")

@@ -1,0 +1,30 @@
+"""Celery tasks for the exchange: thin, take IDs, keep their state in the database."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from directory.models import Gateway
+
+from . import services
+
+# The demo and deployment workers consume urgent, routine and default; health checks are default work.
+QUEUE = "default"
+
+
+@shared_task(name="exchange.echo_gateways", ignore_result=True, soft_time_limit=30, time_limit=60)
+def echo_gateways() -> int:
+    """Beat's health round: one task per gateway, so a gateway that hangs does not delay the others."""
+    ids = list(Gateway.objects.values_list("pk", flat=True))
+    for pk in ids:
+        echo_gateway.apply_async((pk,), queue=QUEUE)
+    return len(ids)
+
+
+# A C-ECHO waits at most the association timeouts (30 s by default) before reporting the gateway down.
+@shared_task(name="exchange.echo_gateway", ignore_result=True, soft_time_limit=120, time_limit=150)
+def echo_gateway(gateway_id: int) -> bool | None:
+    gateway = Gateway.objects.select_related("trust").filter(pk=gateway_id).first()
+    if gateway is None:
+        return None  # deleted since the round was planned
+    return services.gateway_echo(gateway=gateway).ok

@@ -1,0 +1,90 @@
+"""Study search pages and the "Echo now" button: validate, check permission, call a service, render."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts import permissions as perms
+from accounts.permissions import Perm
+from audit.context import actor_from_request
+from directory.models import Gateway, Trust
+
+from . import services
+from .apis import trust_for_study_search
+from .forms import CRITERIA, StudySearchForm
+from .models import QuarantinedInstance, ReceivedInstance
+
+
+@login_required
+def study_search_home(request: HttpRequest) -> HttpResponse:
+    """Straight to the search page of the user's trust, or a choice when they search at several."""
+    trusts = Trust.objects.filter(pk__in=perms.study_search_trust_ids(request.user)).order_by("name")
+    if len(trusts) == 1:
+        return redirect("exchange:study_search", ods_code=trusts[0].ods_code)
+    return render(request, "exchange/study_search_home.html", {"trusts": trusts})
+
+
+@login_required
+def study_search(request: HttpRequest, ods_code: str) -> HttpResponse:
+    trust = trust_for_study_search(request.user, ods_code)
+    submitted = any(request.GET.get(name) for name in CRITERIA) or "search" in request.GET
+    form = StudySearchForm(request.GET if submitted else None)
+    context: dict = {"trust": trust, "form": form, "rows": None, "error": ""}
+    status = 200
+    if submitted and form.is_valid():
+        try:
+            context["rows"] = services.study_search(
+                trust=trust, criteria=form.cleaned_data, actor=actor_from_request(request)
+            )
+        except services.GatewayUnavailable as exc:
+            context["error"], status = str(exc), 503
+    elif submitted:
+        status = 400
+    return render(request, "exchange/study_search.html", context, status=status)
+
+
+@login_required
+def study_detail(request: HttpRequest, ods_code: str, study_uid: str) -> HttpResponse:
+    trust = trust_for_study_search(request.user, ods_code)
+    context: dict = {"trust": trust, "row": None, "series": [], "error": ""}
+    try:
+        context["row"], context["series"] = services.study_detail(
+            trust=trust, study_uid=study_uid, actor=actor_from_request(request)
+        )
+    except services.StudyNotFound as exc:
+        raise Http404("No such study in this trust's PACS.") from exc
+    except services.GatewayUnavailable as exc:
+        context["error"] = str(exc)
+        return render(request, "exchange/study_detail.html", context, status=503)
+    return render(request, "exchange/study_detail.html", context)
+
+
+@login_required
+@require_POST
+def gateway_echo(request: HttpRequest, pk: int) -> HttpResponse:
+    gateway = perms.get_visible_or_404(
+        perms.visible_gateways(request.user, Gateway.objects.select_related("trust")), pk=pk
+    )
+    perms.require(perms.has_perm_at(request.user, Perm.CHANGE_GATEWAY, gateway.trust_id))
+    result = services.gateway_echo(gateway=gateway)
+    if result.ok:
+        messages.success(request, f"{gateway.name} answered in {result.latency_ms:.0f} ms.")
+    else:
+        messages.error(request, f"{gateway.name} did not answer: {result.error}")
+    return redirect("directory:trust_detail", ods_code=gateway.trust.ods_code)
+
+
+@login_required
+def receiver_activity(request: HttpRequest) -> HttpResponse:
+    """What the portal's DICOM receiver took in and refused from the user's trusts' gateways."""
+    perms.require(perms.may_view_receiver(request.user), "Imaging managers and regional administrators only.")
+    quarantined = perms.visible_receiver_records(
+        request.user, QuarantinedInstance.objects.select_related("sender_trust")
+    )
+    received = perms.visible_receiver_records(request.user, ReceivedInstance.objects.select_related("sender_trust"))
+    context = {"quarantined": quarantined[:100], "received": received[:100]}
+    return render(request, "exchange/receiver_activity.html", context)

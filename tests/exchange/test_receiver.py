@@ -1,0 +1,141 @@
+"""manage.py run_dicom_receiver: dcmtk's storescu sends a good and a truncated file; both are on record."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from audit.models import AuditEvent
+from directory.models import Gateway
+from exchange.dicom.synthetic import make_study
+from exchange.models import QuarantinedInstance, ReceivedInstance
+from tests.dicom.orthanc import free_port
+from tests.helpers import require_tool
+
+pytestmark = pytest.mark.interop
+RECEIVER_AE = "IEP_TEST_RX"
+# pynetdicom installs look-alike apps into the virtualenv: call Debian's dcmtk by path.
+DCMTK = Path("/usr/bin")
+
+
+def dcmtk(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    path = require_tool(str(DCMTK / tool), "dcmtk")
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    return subprocess.run([path, *args], capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+@pytest.fixture
+def receiver_port(transactional_db, tmp_path: Path) -> Iterator[int]:
+    """The command, run as an operator would, in a thread so it shares the test database."""
+    from exchange.management.commands.run_dicom_receiver import Command
+
+    port = free_port()
+    command = Command()
+    with override_settings(DICOM_AE_TITLE=RECEIVER_AE, DICOM_PORT=port, SPOOL_DIR=tmp_path / "spool"):
+        thread = threading.Thread(target=call_command, args=(command, "--bind", "127.0.0.1"), daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while dcmtk("echoscu", "-aec", RECEIVER_AE, "127.0.0.1", str(port)).returncode != 0:
+            assert time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.1)
+        yield port
+        command.stopping.set()
+        thread.join(timeout=10)
+
+
+def truncated_image(source: Path, out: Path) -> Path:
+    """Pixel Data cut to half its length, re-encoded so the file parses: what dcmtk's storescu will send
+    (it refuses to read a file cut mid-element) and what a modality that crashed mid-write leaves."""
+    ds = dcmread(source)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.PixelData = ds.PixelData[: len(ds.PixelData) // 2]
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+def storescu(port: int, *paths: Path) -> subprocess.CompletedProcess[str]:
+    return dcmtk("storescu", "-aet", "ALPHA_PACS", "-aec", RECEIVER_AE, "127.0.0.1", str(port), *map(str, paths))
+
+
+def test_an_arrival_is_recorded(receiver_port: int, tmp_path: Path) -> None:
+    (path,) = make_study(tmp_path / "src", modality="CR", rows=64, columns=64, seed=5)
+    done = storescu(receiver_port, path)
+    assert done.returncode == 0, done.stderr
+    row = ReceivedInstance.objects.get()
+    assert row.sop_instance_uid == path.stem
+    assert row.study_instance_uid == path.parent.name
+    assert row.calling_ae == "ALPHA_PACS"
+    assert Path(row.path).is_file() and str(tmp_path / "spool") in row.path
+    assert not row.duplicate
+
+
+def test_a_truncated_file_is_quarantined_audited_and_the_receiver_stays_up(
+    receiver_port: int, tmp_path: Path, trust_a
+) -> None:
+    Gateway.objects.create(trust=trust_a, name="Main PACS", ae_title="ALPHA_PACS", host="127.0.0.1", port=4242)
+    (good,) = make_study(tmp_path / "src", modality="CR", rows=64, columns=64, seed=6)
+    bad = truncated_image(good, tmp_path / "bad.dcm")
+    storescu(receiver_port, bad)  # refused with a failure status, which is the point
+
+    row = QuarantinedInstance.objects.get()
+    assert row.calling_ae == "ALPHA_PACS"
+    assert "truncated" in row.reason and row.status != 0
+    assert Path(row.path).is_file() and Path(row.sidecar).is_file()
+    event = AuditEvent.objects.get(event_id="110107")
+    assert (event.action, event.outcome, event.trust) == ("C", 8, "RAA")
+    assert event.detail["quarantined"] == row.pk
+    assert event.detail["reason"] == row.reason
+    assert not ReceivedInstance.objects.exists()
+
+    # Still up, and still taking good instances.
+    assert dcmtk("echoscu", "-aec", RECEIVER_AE, "127.0.0.1", str(receiver_port)).returncode == 0
+    assert storescu(receiver_port, good).returncode == 0
+    assert ReceivedInstance.objects.get().sop_instance_uid == good.stem
+
+
+def test_garbage_on_the_port_does_not_stop_it(receiver_port: int) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", receiver_port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(512))
+        time.sleep(0.2)
+    assert dcmtk("echoscu", "-aec", RECEIVER_AE, "127.0.0.1", str(receiver_port)).returncode == 0
+
+
+def test_a_port_in_use_is_a_clear_error(db, tmp_path: Path) -> None:
+    import socket
+
+    from django.core.management.base import CommandError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with override_settings(SPOOL_DIR=tmp_path), pytest.raises(CommandError, match="Cannot start"):
+            call_command("run_dicom_receiver", "--bind", "127.0.0.1", "--port", str(port))
+
+
+def test_imaging_managers_see_what_their_gateways_sent_and_nobody_else_does(
+    receiver_port: int, tmp_path: Path, trust_a, amir, alice, bea, rita
+) -> None:
+    from tests.helpers import signed_in
+
+    Gateway.objects.create(trust=trust_a, name="Main PACS", ae_title="ALPHA_PACS", host="127.0.0.1", port=4242)
+    (good,) = make_study(tmp_path / "src", modality="CR", rows=64, columns=64, seed=7)
+    storescu(receiver_port, truncated_image(good, tmp_path / "bad.dcm"))
+    row = QuarantinedInstance.objects.get()
+    assert row.sender_trust == trust_a
+    assert row.reason in signed_in(amir).get("/receiver/").content.decode()
+    assert row.reason in signed_in(rita).get("/receiver/").content.decode()
+    assert row.reason not in signed_in(bea).get("/receiver/").content.decode()
+    assert signed_in(alice).get("/receiver/").status_code == 403

@@ -1,0 +1,108 @@
+"""Transfer fixtures: gateways the engine can use (C-GET source), and an outsider (carol, trust C)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from accounts.models import User
+from accounts.roles import Role
+from directory.models import Gateway, Trust
+from exchange.dicom.synthetic import make_study
+from tests.dicom.orthanc import OrthancProcess
+from tests.helpers import grant, make_user
+
+from .peers import Study, start_orthanc
+from .worker import Worker, isolated_broker
+
+WORKER_FIXTURE = "transfer_worker"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A Celery worker process must open the test database too: SQLite's default in-memory test database
+    is invisible to other processes, so when a worker test is selected the test database is a file
+    (pytest-django still adds its per-xdist-worker suffix and deletes the file at the end)."""
+    if not any(WORKER_FIXTURE in getattr(item, "fixturenames", ()) for item in items):
+        return
+    db = connections["default"].settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3" and not db.setdefault("TEST", {}).get("NAME"):
+        db["TEST"]["NAME"] = str(Path(tempfile.gettempdir()) / f"portal-test-transfers-{os.getpid()}.sqlite3")
+
+
+STUDY = "1.2.826.0.1.3680043.8.498.10"
+OTHER_STUDY = "1.2.826.0.1.3680043.8.498.11"
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def cget_gateway_a(trust_a) -> Gateway:
+    return Gateway.objects.create(
+        trust=trust_a, name="Edge", ae_title="ALPHA_EDGE", host="127.0.0.1", port=4250, retrieve_method="c-get"
+    )
+
+
+@pytest.fixture
+def cget_gateway_b(trust_b) -> Gateway:
+    return Gateway.objects.create(
+        trust=trust_b, name="Edge", ae_title="BETA_EDGE", host="127.0.0.1", port=4251, retrieve_method="c-get"
+    )
+
+
+@pytest.fixture
+def trust_c(db) -> Trust:
+    return Trust.objects.create(ods_code="RCC", name="Gamma Community Hospital")
+
+
+@pytest.fixture
+def carol(trust_c) -> User:
+    """A clinician of a trust with no part in A and B's transfers: must see none of them."""
+    return grant(make_user("carol@c.example"), trust_c, Role.CLINICIAN)
+
+
+@pytest.fixture(scope="session")
+def pacs_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[OrthancProcess, OrthancProcess]]:
+    root = tmp_path_factory.mktemp("transfer-peers")
+    a = start_orthanc(root / "a", "PACS_A")
+    try:
+        b = start_orthanc(root / "b", "PACS_B")
+    except BaseException:
+        a.remove()
+        raise
+    yield a, b
+    a.remove()
+    b.remove()
+
+
+@pytest.fixture(scope="session")
+def ct_study(tmp_path_factory: pytest.TempPathFactory, pacs_pair) -> Study:
+    paths = make_study(tmp_path_factory.mktemp("transfer-study"), modality="CT", n_instances=24, seed=71)
+    pacs_pair[0].upload(paths)
+    return Study(paths[0].parent.name, paths)
+
+
+@pytest.fixture
+def transfer_worker(transactional_db, tmp_path: Path) -> Iterator[Worker]:
+    """A real `celery -A portal worker` process on the test database and a broker shared with this process."""
+    with isolated_broker(tmp_path / "broker") as options:
+        worker = Worker(tmp_path / "worker", options).start()
+        try:
+            yield worker
+        finally:
+            worker.stop()
+
+
+@pytest.fixture(scope="session")
+def big_study(tmp_path_factory: pytest.TempPathFactory, pacs_pair) -> Study:
+    """Large enough (about 80 MB) that a worker can be killed in the middle of moving it."""
+    paths = make_study(tmp_path_factory.mktemp("transfer-big-study"), modality="CT", n_instances=160, seed=72)
+    pacs_pair[0].upload(paths)
+    return Study(paths[0].parent.name, paths)

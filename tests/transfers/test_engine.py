@@ -1,0 +1,193 @@
+"""The engine in this process against two real Orthanc servers: moves, resumes, verifies, audits."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from audit.models import AuditEvent
+from directory.models import SharingAgreement
+from exchange.dicom import GatewayError
+from exchange.dicom.dimse import DimseClient
+from tests.helpers import api_as
+from transfers import engine, services
+from transfers.models import InstanceState, Status, Transfer
+
+from .peers import orthanc_gateway, sop_uids_held
+
+pytestmark = [pytest.mark.django_db, pytest.mark.interop]
+
+
+@pytest.fixture
+def region(pacs_pair, trust_a, trust_b, alice, settings, tmp_path):
+    settings.SPOOL_DIR = tmp_path / "spool"
+    SharingAgreement.objects.create(trust_a=trust_a, trust_b=trust_b)
+    a, b = pacs_pair
+    return orthanc_gateway(trust_a, a), orthanc_gateway(trust_b, b)
+
+
+@pytest.fixture
+def clean_b(pacs_pair, ct_study):
+    pacs_pair[1].delete_study(ct_study.uid)
+    yield
+    pacs_pair[1].delete_study(ct_study.uid)
+
+
+def push(alice, trust_a, trust_b, study_uid: str) -> Transfer:
+    return services.transfer_create(
+        source=trust_a,
+        destination=trust_b,
+        study_instance_uids=[study_uid],
+        priority="trauma",
+        reason="Trauma transfer",
+        requested_by=alice,
+    )
+
+
+def test_a_study_moves_from_a_to_b_and_b_lists_every_instance(
+    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b
+):
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+
+    assert engine.run(transfer.pk, owner="test") == Status.COMPLETED
+
+    assert sorted(sop_uids_held(pacs_pair[1], ct_study.uid)) == sorted(ct_study.sop_uids)
+    transfer.refresh_from_db()
+    assert transfer.errors == [] and transfer.completed_at and transfer.lease_owner == ""
+    ledger = list(transfer.instances.all())
+    assert {row.state for row in ledger} == {InstanceState.STORED}
+    assert {row.sop_instance_uid for row in ledger} == ct_study.sop_uids
+    # Sizes are of the files as retrieved: the source rewrites the file meta header, not the dataset.
+    assert abs(sum(row.size for row in ledger) - ct_study.size) < ct_study.size / 100
+    assert all(len(row.sha256) == 64 and row.attempts == 1 for row in ledger)
+    assert not (engine.spool_dir(transfer.pk)).exists()
+
+
+def test_completion_is_audited_with_patient_studies_source_and_destination(
+    region, clean_b, ct_study, alice, trust_a, trust_b
+):
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    engine.run(transfer.pk, owner="test")
+
+    event = AuditEvent.objects.get(event_id="110104")
+    assert (event.trust, event.peer_trust, event.outcome) == ("RAA", "RBB", 0)
+    assert event.study_uids == [ct_study.uid]
+    assert event.patient_id and (event.patient_id, event.nhs_number) == (
+        Transfer.objects.get(pk=transfer.pk).patient_id,
+        Transfer.objects.get(pk=transfer.pk).nhs_number,
+    )
+    assert event.detail["instances_stored"] == len(ct_study.paths)
+    assert event.actor_type == "system"
+
+
+def test_a_resumed_transfer_never_resends_what_the_ledger_marks_stored(
+    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b, monkeypatch
+):
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    real_store = DimseClient.store
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def store_once_then_lose_the_network(self, paths):
+        paths = list(paths)
+        with lock:
+            if sent:
+                raise GatewayError("connection reset by peer")
+            sent.extend(p.stem for p in paths)
+        return real_store(self, paths)
+
+    monkeypatch.setattr(DimseClient, "store", store_once_then_lose_the_network)
+    with pytest.raises(GatewayError):
+        engine.run(transfer.pk, owner="worker-1")
+    stored_first = set(transfer.instances.filter(state=InstanceState.STORED).values_list("sop_instance_uid", flat=True))
+    assert stored_first == set(sent) and 0 < len(sent) < len(ct_study.paths)
+
+    resent: list[str] = []
+
+    def spy(self, paths):
+        paths = list(paths)
+        with lock:
+            resent.extend(p.stem for p in paths)
+        return real_store(self, paths)
+
+    monkeypatch.setattr(DimseClient, "store", spy)
+    assert engine.run(transfer.pk, owner="worker-2") == Status.COMPLETED
+
+    assert not set(resent) & stored_first
+    assert set(resent) | stored_first == ct_study.sop_uids
+    assert sorted(sop_uids_held(pacs_pair[1], ct_study.uid)) == sorted(ct_study.sop_uids)
+
+
+def test_a_second_worker_waits_while_the_lease_is_fresh(region, ct_study, alice, trust_a, trust_b):
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    engine.claim(transfer.pk, "worker-1")
+    with pytest.raises(engine.Busy):
+        engine.claim(transfer.pk, "worker-2")
+
+
+def test_a_study_the_source_does_not_hold_fails_with_a_reason(region, clean_b, alice, trust_a, trust_b):
+    transfer = push(alice, trust_a, trust_b, "1.2.826.0.1.3680043.8.498.999")
+
+    assert engine.run(transfer.pk, owner="test") == Status.FAILED
+
+    transfer.refresh_from_db()
+    assert "holds no instances of this study" in transfer.errors[0]["error"]
+    assert AuditEvent.objects.get(event_id="110104").outcome == 8
+
+
+def test_a_cancelled_transfer_is_not_run(region, ct_study, alice, trust_a, trust_b):
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    services.transfer_cancel(transfer=transfer, user=alice)
+
+    assert engine.run(transfer.pk, owner="test") == "already finished"
+    assert not transfer.instances.exists()
+
+
+def test_an_unreachable_destination_is_retried_then_failed_after_the_window(
+    region, ct_study, alice, trust_a, trust_b, settings
+):
+    _, gateway_b = region
+    type(gateway_b).objects.filter(pk=gateway_b.pk).update(port=1)  # nothing listens there
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    with pytest.raises(GatewayError) as raised:
+        engine.run(transfer.pk, owner="test")
+    assert not raised.value.permanent
+
+    settings.TRANSFER_RETRY_WINDOW = 3600
+    first = engine.next_retry_delay(transfer.pk, raised.value, jitter=0.0)
+    second = engine.next_retry_delay(transfer.pk, raised.value, jitter=0.0)
+    assert first == settings.TRANSFER_RETRY_BASE_DELAY / 2 and second == 2 * first
+
+    settings.TRANSFER_RETRY_WINDOW = 0
+    assert engine.next_retry_delay(transfer.pk, raised.value, jitter=0.5) is None
+    transfer.refresh_from_db()
+    assert transfer.status == Status.FAILED
+    assert "Gave up after 3 tries" in transfer.errors[-1]["error"]
+    assert api_as(alice).get(f"/api/v1/transfers/{transfer.pk}/").json()["status"] == "failed"
+
+
+def test_cancelling_mid_transfer_stops_sending_and_records_what_arrived(
+    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b, monkeypatch
+):
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    real_store = DimseClient.store
+    calls: list[int] = []
+
+    def cancel_after_first_batch(self, paths):
+        results = real_store(self, paths)
+        if not calls:
+            services.transfer_cancel(transfer=transfer, user=alice)
+        calls.append(len(results))
+        return results
+
+    monkeypatch.setattr(DimseClient, "store", cancel_after_first_batch)
+    assert engine.run(transfer.pk, owner="test") == "stopped"
+
+    transfer.refresh_from_db()
+    assert transfer.status == Status.CANCELLED
+    stored = transfer.instances.filter(state=InstanceState.STORED).count()
+    assert len(calls) == 1 and stored == calls[0] < len(ct_study.paths)
+    assert len(sop_uids_held(pacs_pair[1], ct_study.uid)) == stored
+    event = AuditEvent.objects.get(event_id="110104")
+    assert event.outcome == 4 and event.detail["instances_stored"] == stored

@@ -1,0 +1,485 @@
+"""The transfer engine: source gateway → bounded spool → destination gateway, instance by instance.
+
+One worker owns a transfer at a time (a lease renewed by heartbeats). Retrieval runs in its own thread
+and hands instances through a bounded queue to this thread, which stores them in batches and records
+each one in the ledger under row locks. What the ledger marks stored is never sent again, so a rerun
+after a crash, a retry or a second delivery of the task resumes where the last one stopped.
+
+Delivery to the destination is at least once on the wire for the one batch in flight when a worker
+dies (it is sent again on resume); a PACS keys instances by SOP Instance UID, so each arrives once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit import catalogue
+from audit.codes import Outcome
+from audit.context import system_actor
+from directory.gateways import gateway_client
+from exchange.dicom import GatewayClient, GatewayError, RetrievedInstance, StudyQuery
+
+from .models import FINISHED, InstanceState, Status, Transfer, TransferInstance
+
+BATCH_SIZE = 16  # instances per C-STORE association / STOW-RS request
+QUEUE_SIZE = 32  # instances retrieved and waiting to be stored: with the retriever's own, the spool's bound
+MAX_INSTANCE_ATTEMPTS = 3  # passes an instance gets before a transient refusal counts as failure
+ACTOR = system_actor("transfer worker")
+
+
+class Busy(Exception):
+    """Another worker holds a fresh lease on this transfer."""
+
+
+class Stopped(Exception):
+    """The transfer was cancelled, or our lease passed to another worker."""
+
+
+class TransientTransferError(GatewayError):
+    """Something may work later (instances not delivered yet, refusals a PACS may lift)."""
+
+
+def spool_dir(transfer_id: int) -> Path:
+    return Path(settings.SPOOL_DIR) / "transfers" / str(transfer_id)
+
+
+def heartbeat_interval() -> float:
+    return max(1.0, settings.TRANSFER_LEASE_SECONDS / 6)
+
+
+# --- the lease ------------------------------------------------------------------------------------
+
+
+def claim(transfer_id: int, owner: str) -> Transfer | None:
+    """Take the transfer for this worker; None when it has already ended (nothing to do)."""
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
+        if transfer.status in FINISHED:
+            return None
+        now = timezone.now()
+        fresh = transfer.heartbeat_at and now - transfer.heartbeat_at < timedelta(
+            seconds=settings.TRANSFER_LEASE_SECONDS
+        )
+        if transfer.lease_owner and transfer.lease_owner != owner and fresh:
+            raise Busy(transfer.lease_owner)
+        transfer.lease_owner = owner
+        transfer.heartbeat_at = now
+        transfer.attempts += 1
+        transfer.started_at = transfer.started_at or now
+        if transfer.status == Status.QUEUED:
+            transfer.status = Status.RETRIEVING
+        transfer.save(update_fields=["lease_owner", "heartbeat_at", "attempts", "started_at", "status"])
+        return transfer
+
+
+def _beat(transfer: Transfer, owner: str, status: str | None = None) -> None:
+    """Renew the lease; stop if the transfer was cancelled or another worker took it over."""
+    values: dict[str, Any] = {"heartbeat_at": timezone.now()}
+    if status:
+        values["status"] = status
+    live = Transfer.objects.filter(pk=transfer.pk, lease_owner=owner).exclude(status__in=FINISHED)
+    if not live.update(**values):
+        raise Stopped
+    if status:
+        transfer.status = status
+
+
+def release(transfer_id: int, owner: str) -> None:
+    Transfer.objects.filter(pk=transfer_id, lease_owner=owner).update(lease_owner="")
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Clients:
+    source: GatewayClient
+    destination: GatewayClient
+
+
+def clients_for(transfer: Transfer) -> Clients:
+    return Clients(gateway_client(transfer.source_gateway), gateway_client(transfer.destination_gateway))
+
+
+def run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str:
+    """One pass over a transfer. Returns its status; raises GatewayError (see `.permanent`) or Busy."""
+    transfer = claim(transfer_id, owner)
+    if transfer is None:
+        return "already finished"
+    folder = spool_dir(transfer_id)
+    shutil.rmtree(folder, ignore_errors=True)  # leftovers of a dead worker: they will be retrieved again
+    try:
+        clients = clients or clients_for(transfer)
+        _plan(transfer, clients.source)
+        for study_uid in transfer.study_instance_uids:
+            _move_study(transfer, owner, clients, study_uid, folder)
+        _give_up_or_retry_undelivered(transfer)
+        _beat(transfer, owner, Status.VERIFYING)
+        _verify(transfer, clients.destination)
+        return _finish(transfer, owner)
+    except Stopped:
+        _record_cancelled(transfer_id, owner)
+        return "stopped"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        release(transfer_id, owner)
+
+
+def _plan(transfer: Transfer, source: GatewayClient) -> None:
+    """Fill the ledger from the source's own index, so progress has a total before anything moves."""
+    known = set(transfer.instances.values_list("study_instance_uid", flat=True).distinct())
+    for study_uid in transfer.study_instance_uids:
+        if not transfer.patient_id and not transfer.nhs_number:
+            _note_patient(transfer, source, study_uid)
+        if study_uid in known:
+            continue
+        found = source.find_instances(study_uid)
+        if not found:
+            _add_error(transfer, study_uid=study_uid, error=f"{source.config.name} holds no instances of this study.")
+            continue
+        TransferInstance.objects.bulk_create(
+            [
+                TransferInstance(
+                    transfer=transfer,
+                    sop_instance_uid=i.sop_instance_uid,
+                    study_instance_uid=study_uid,
+                    series_instance_uid=i.series_instance_uid,
+                )
+                for i in found
+            ],
+            ignore_conflicts=True,
+        )
+
+
+def _note_patient(transfer: Transfer, source: GatewayClient, study_uid: str) -> None:
+    studies = source.find_studies(StudyQuery(study_instance_uid=study_uid, limit=1))
+    if studies:
+        transfer.patient_id = studies[0].patient_id[:64]
+        transfer.nhs_number = studies[0].nhs_number if len(studies[0].nhs_number) == 10 else ""
+        transfer.save(update_fields=["patient_id", "nhs_number"])
+
+
+def _add_error(transfer: Transfer, **entry: str) -> None:
+    with transaction.atomic():
+        locked = Transfer.objects.select_for_update().get(pk=transfer.pk)
+        if entry not in locked.errors:
+            locked.errors = [*locked.errors, entry]
+            locked.save(update_fields=["errors"])
+        transfer.errors = locked.errors
+
+
+def _move_study(transfer: Transfer, owner: str, clients: Clients, study_uid: str, folder: Path) -> None:
+    rows = transfer.instances.filter(study_instance_uid=study_uid)
+    todo = list(
+        rows.filter(state__in=(InstanceState.PENDING, InstanceState.RETRIEVED)).values_list(
+            "sop_instance_uid", flat=True
+        )
+    )
+    if not todo:
+        return
+    # Ask for the whole study when nothing of it has moved yet (one request); else only what is left.
+    sop_uids = None if len(todo) == rows.count() else todo
+    retrieval = clients.source.retrieve(study_uid, sop_uids=sop_uids, spool_dir=folder / "in", label=str(transfer.pk))
+    pipe = _Pipe(retrieval)
+    pipe.start()
+    try:
+        while True:
+            batch, done = pipe.take(BATCH_SIZE, timeout=heartbeat_interval())
+            _beat(transfer, owner)
+            if batch:
+                _store_batch(transfer, owner, clients.destination, batch)
+            if done:
+                break
+    finally:
+        pipe.stop()
+
+
+class _Pipe:
+    """The retrieval generator, iterated in its own thread, feeding a bounded queue."""
+
+    def __init__(self, retrieval: Any) -> None:
+        self.retrieval = retrieval
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=QUEUE_SIZE)
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._pump, name="transfer-retrieve", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _put(self, kind: str, value: Any) -> bool:
+        while not self.halt.is_set():
+            try:
+                self.queue.put((kind, value), timeout=0.25)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _pump(self) -> None:
+        try:
+            for item in self.retrieval:
+                if not self._put("item", item):
+                    return
+            self._put("done", self.retrieval.summary)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the storing thread
+            self._put("error", exc)
+        finally:
+            self.retrieval.close()
+
+    def take(self, size: int, timeout: float) -> tuple[list[RetrievedInstance], bool]:
+        """Up to `size` instances; waits at most `timeout` for the first. True once retrieval ended."""
+        batch: list[RetrievedInstance] = []
+        try:
+            kind, value = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return batch, False
+        while True:
+            if kind == "error":
+                _discard(batch)
+                raise value
+            if kind == "done":
+                return batch, True
+            batch.append(value)
+            if len(batch) >= size:
+                return batch, False
+            try:
+                kind, value = self.queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+
+    def stop(self) -> None:
+        self.halt.set()
+        while True:  # unblock the pump and delete what it had spooled
+            try:
+                kind, value = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "item":
+                _discard([value])
+        self.thread.join(timeout=30)
+
+
+def _discard(items: list[RetrievedInstance]) -> None:
+    for item in items:
+        item.path.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _store_batch(transfer: Transfer, owner: str, destination: GatewayClient, batch: list[RetrievedInstance]) -> None:
+    try:
+        to_send = _mark_retrieved(transfer, batch)
+        if not to_send:
+            return
+        if transfer.status != Status.SENDING:
+            _beat(transfer, owner, Status.SENDING)
+        results = destination.store([item.path for item in to_send])
+        _mark_stored(transfer, to_send, results)
+    finally:
+        _discard(batch)
+
+
+def _mark_retrieved(transfer: Transfer, batch: list[RetrievedInstance]) -> list[RetrievedInstance]:
+    """Ledger rows to `retrieved` (size, checksum); returns what still needs sending."""
+    by_uid = {item.sop_instance_uid: item for item in batch}
+    with transaction.atomic():
+        rows = {
+            r.sop_instance_uid: r for r in transfer.instances.select_for_update().filter(sop_instance_uid__in=by_uid)
+        }
+        send, changed, new = [], [], []
+        for uid, item in by_uid.items():
+            row = rows.get(uid)
+            if row is None:  # the source holds more than its index answered at planning time
+                row = TransferInstance(
+                    transfer=transfer,
+                    sop_instance_uid=uid,
+                    study_instance_uid=item.study_instance_uid,
+                    series_instance_uid=item.series_instance_uid,
+                )
+                new.append(row)
+            elif row.state in (InstanceState.STORED, InstanceState.FAILED):
+                continue
+            else:
+                changed.append(row)
+            row.state, row.size, row.sha256 = InstanceState.RETRIEVED, item.size, _sha256(item.path)
+            send.append(item)
+        TransferInstance.objects.bulk_update(changed, ["state", "size", "sha256", "updated_at"])
+        TransferInstance.objects.bulk_create(new, ignore_conflicts=True)
+    return send
+
+
+def _mark_stored(transfer: Transfer, sent: list[RetrievedInstance], results: list) -> None:
+    outcome = {r.sop_instance_uid or item.sop_instance_uid: r for item, r in zip(sent, results, strict=True)}
+    with transaction.atomic():
+        rows = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=outcome))
+        for row in rows:
+            result = outcome[row.sop_instance_uid]
+            row.attempts += 1
+            if result.ok:
+                row.state, row.last_error = InstanceState.STORED, ""
+            elif result.permanent or row.attempts >= MAX_INSTANCE_ATTEMPTS:
+                row.state, row.last_error = InstanceState.FAILED, result.message or "refused by the destination"
+            else:  # a refusal the destination may lift (out of resources): send it again on the next pass
+                row.state, row.last_error = InstanceState.PENDING, result.message
+        TransferInstance.objects.bulk_update(rows, ["state", "attempts", "last_error", "updated_at"])
+
+
+def _give_up_or_retry_undelivered(transfer: Transfer) -> None:
+    """Instances the source did not deliver (or the destination refused for now) get another pass later."""
+    left = transfer.instances.filter(state__in=(InstanceState.PENDING, InstanceState.RETRIEVED))
+    if not left.exists():
+        return
+    with transaction.atomic():
+        rows = list(left.select_for_update())
+        for row in rows:
+            row.attempts += 1
+            if row.attempts >= MAX_INSTANCE_ATTEMPTS:
+                row.state = InstanceState.FAILED
+                row.last_error = row.last_error or "the source gateway did not deliver it"
+            else:
+                row.state = InstanceState.PENDING
+        TransferInstance.objects.bulk_update(rows, ["state", "attempts", "last_error", "updated_at"])
+    waiting = sum(1 for row in rows if row.state == InstanceState.PENDING)
+    if waiting:
+        raise TransientTransferError(f"{waiting} instances have not arrived yet; trying again.")
+
+
+def _verify(transfer: Transfer, destination: GatewayClient) -> None:
+    """The destination's own index must list every instance the ledger says it stored."""
+    stored = transfer.instances.filter(state=InstanceState.STORED)
+    for study_uid in transfer.study_instance_uids:
+        expected = set(stored.filter(study_instance_uid=study_uid).values_list("sop_instance_uid", flat=True))
+        if not expected:
+            continue
+        present = {i.sop_instance_uid for i in destination.find_instances(study_uid)}
+        missing = expected - present
+        if missing:
+            stored.filter(sop_instance_uid__in=missing).update(
+                state=InstanceState.FAILED,
+                last_error=f"{destination.config.name} accepted it but does not list it in its index",
+            )
+
+
+def _finish(transfer: Transfer, owner: str) -> str:
+    with transaction.atomic():
+        locked = Transfer.objects.select_for_update().get(pk=transfer.pk)
+        if locked.status in FINISHED or locked.lease_owner != owner:
+            raise Stopped
+        counts = _counts(locked)
+        failed_rows = locked.instances.filter(state=InstanceState.FAILED)
+        errors = [e for e in locked.errors if "sop_instance_uid" not in e] + [
+            {"sop_instance_uid": uid, "study_instance_uid": study, "error": error}
+            for uid, study, error in failed_rows.values_list("sop_instance_uid", "study_instance_uid", "last_error")[
+                :200
+            ]
+        ]
+        if not counts["failed"] and not errors:
+            locked.status, outcome = Status.COMPLETED, Outcome.SUCCESS
+        elif counts["stored"]:
+            locked.status, outcome = Status.COMPLETED_WITH_ERRORS, Outcome.MINOR_FAILURE
+        else:
+            locked.status, outcome = Status.FAILED, Outcome.SERIOUS_FAILURE
+        locked.errors = errors
+        locked.completed_at = timezone.now()
+        locked.first_transient_error_at, locked.transient_failures = None, 0
+        locked.save()
+        record_completion(locked, outcome, counts)
+    return locked.status
+
+
+def _counts(transfer: Transfer) -> dict[str, int]:
+    states = dict.fromkeys(InstanceState.values, 0)
+    for state in transfer.instances.values_list("state", flat=True):
+        states[state] += 1
+    return {"total": sum(states.values()), "stored": states["stored"], "failed": states["failed"]}
+
+
+def record_completion(transfer: Transfer, outcome: int, counts: dict[str, int], reason: str = "") -> None:
+    """110104 DICOM Instances Transferred: who, which patient and studies, from where to where, how it went."""
+    catalogue.TRANSFER_COMPLETED.record(
+        actor=ACTOR,
+        outcome=outcome,
+        trust=transfer.source.ods_code,
+        peer_trust=transfer.destination.ods_code,
+        study_uids=transfer.study_instance_uids,
+        nhs_number=transfer.nhs_number,
+        patient_id=transfer.patient_id,
+        detail={
+            "transfer": transfer.pk,
+            "status": transfer.status,
+            "instances_total": counts["total"],
+            "instances_stored": counts["stored"],
+            "instances_failed": counts["failed"],
+            "source_gateway": str(transfer.source_gateway),
+            "destination_gateway": str(transfer.destination_gateway),
+            **({"reason": reason} if reason else {}),
+        },
+    )
+
+
+def _record_cancelled(transfer_id: int, owner: str) -> None:
+    """A transfer cancelled while this worker ran it: what did reach the destination goes on the record."""
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
+        if transfer.status != Status.CANCELLED or transfer.lease_owner != owner:
+            return  # another worker took it over; that one reports
+        counts = _counts(transfer)
+        if counts["stored"]:
+            record_completion(transfer, Outcome.MINOR_FAILURE, counts, "cancelled while sending")
+
+
+# --- failures the task decides about --------------------------------------------------------------
+
+
+def fail(transfer_id: int, reason: str) -> None:
+    """End the transfer as failed with a reason a person can act on; what was stored stays stored."""
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
+        if transfer.status in FINISHED:
+            return
+        transfer.instances.exclude(state=InstanceState.STORED).update(state=InstanceState.FAILED, last_error=reason)
+        counts = _counts(transfer)
+        transfer.status = Status.FAILED
+        transfer.errors = [*transfer.errors, {"error": reason}]
+        transfer.completed_at = timezone.now()
+        transfer.lease_owner = ""
+        transfer.save()
+        record_completion(transfer, Outcome.SERIOUS_FAILURE, counts, reason)
+
+
+def next_retry_delay(transfer_id: int, error: Exception, *, jitter: float) -> float | None:
+    """Seconds until the next try after a transient error, or None once the retry window has passed
+    (the transfer is then failed). `jitter` in [0, 1) spreads retries of many transfers apart."""
+    now = timezone.now()
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
+        if transfer.status in FINISHED:
+            return None
+        transfer.first_transient_error_at = transfer.first_transient_error_at or now
+        transfer.transient_failures += 1
+        transfer.save(update_fields=["first_transient_error_at", "transient_failures"])
+        elapsed = (now - transfer.first_transient_error_at).total_seconds()
+        tries = transfer.transient_failures
+    if elapsed >= settings.TRANSFER_RETRY_WINDOW:
+        hours = settings.TRANSFER_RETRY_WINDOW / 3600
+        fail(transfer_id, f"Gave up after {tries} tries over {hours:g} h; last error: {error}")
+        return None
+    delay = min(settings.TRANSFER_RETRY_MAX_DELAY, settings.TRANSFER_RETRY_BASE_DELAY * 2 ** (tries - 1))
+    return delay / 2 + delay / 2 * jitter

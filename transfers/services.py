@@ -1,0 +1,172 @@
+"""Writing transfers: create (push), cancel, retry. Each writes its audit event in its own transaction and
+enqueues the engine only once that transaction has committed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import permissions as perms
+from audit import catalogue
+from audit.codes import Action, ActorType, EventID
+from audit.context import Actor
+from audit.services import record_event
+from directory.models import Gateway, Trust
+from directory.services import agreement_allows
+
+from .models import FINISHED, RETRYABLE, InstanceState, Priority, Status, Transfer
+
+MAX_STUDIES = 100
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+# The engine retrieves by C-GET or WADO-RS; C-MOVE needs the portal's receiver, not wired to transfers yet.
+RETRIEVE_METHODS = (Gateway.RetrieveMethod.C_GET, Gateway.RetrieveMethod.WADO_RS)
+
+
+def _actor(user, actor: Actor | None) -> Actor:
+    return actor or Actor(type=ActorType.USER, user_id=user.pk, label=user.email)
+
+
+def _clean_uids(values: Iterable[str]) -> list[str]:
+    if isinstance(values, str) or not isinstance(values, list | tuple):
+        raise ValidationError({"study_instance_uids": "A list of Study Instance UIDs."})
+    uids = list(dict.fromkeys(str(v).strip() for v in values))
+    if not uids:
+        raise ValidationError({"study_instance_uids": "Name at least one study."})
+    if len(uids) > MAX_STUDIES:
+        raise ValidationError({"study_instance_uids": f"At most {MAX_STUDIES} studies in one transfer."})
+    bad = [uid for uid in uids if len(uid) > 64 or not _UID.match(uid)]
+    if bad:
+        raise ValidationError({"study_instance_uids": f"Not a DICOM UID: {', '.join(bad[:5])}."})
+    return uids
+
+
+def _gateway(trust: Trust, *, retrieve: bool) -> Gateway:
+    gateways = Gateway.objects.filter(trust=trust).order_by("pk")
+    if retrieve:
+        gateways = gateways.filter(retrieve_method__in=RETRIEVE_METHODS)
+    # A gateway that answered its last echo first; one never checked before one known to be down.
+    ranked = sorted(gateways, key=lambda g: {"up": 0, "unknown": 1}.get(g.status, 2))
+    if not ranked:
+        field = "source_trust" if retrieve else "destination_trust"
+        what = "it can retrieve from by C-GET or WADO-RS" if retrieve else "to send to"
+        raise ValidationError({field: f"{trust.ods_code} has no gateway {what}; ask its imaging manager."})
+    return ranked[0]
+
+
+@transaction.atomic
+def transfer_create(
+    *,
+    source: Trust,
+    destination: Trust,
+    study_instance_uids: Iterable[str],
+    priority: str,
+    reason: str,
+    requested_by,
+    actor: Actor | None = None,
+) -> Transfer:
+    """A push: a clinician of `source` sends studies to `destination` under an active agreement."""
+    if not perms.may_push_from(requested_by, source.pk):
+        raise PermissionDenied(f"Only clinicians of {source.ods_code} may send its studies.")
+    if source.pk == destination.pk:
+        raise ValidationError({"destination_trust": "Source and destination are the same trust."})
+    if not agreement_allows(source, destination):
+        raise ValidationError(
+            {"destination_trust": f"No active sharing agreement lets {source.ods_code} send to {destination.ods_code}."}
+        )
+    if priority not in Priority.values:
+        raise ValidationError({"priority": f"One of {', '.join(Priority.values)}."})
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why these images are needed (it goes on the audit trail)."})
+    uids = _clean_uids(study_instance_uids)
+    transfer = Transfer.objects.create(
+        source=source,
+        destination=destination,
+        source_gateway=_gateway(source, retrieve=True),
+        destination_gateway=_gateway(destination, retrieve=False),
+        study_instance_uids=uids,
+        priority=priority,
+        reason=reason,
+        requested_by=requested_by,
+    )
+    catalogue.PUSH_REQUESTED.record(
+        actor=_actor(requested_by, actor),
+        trust=source.ods_code,
+        peer_trust=destination.ods_code,
+        study_uids=uids,
+        reason=reason,
+        detail={"transfer": transfer.pk, "priority": priority},
+    )
+    _enqueue_on_commit(transfer)
+    return transfer
+
+
+@transaction.atomic
+def transfer_cancel(*, transfer: Transfer, user, actor: Actor | None = None) -> Transfer:
+    """Stop a transfer; a running worker notices within one batch and stops sending."""
+    transfer = Transfer.objects.select_for_update().get(pk=transfer.pk)
+    if not perms.may_manage_transfer(user, transfer):
+        raise PermissionDenied("Only whoever asked for this transfer, or an imaging manager, may cancel it.")
+    if transfer.status in FINISHED:
+        raise ValidationError({"detail": f"The transfer has already ended ({transfer.get_status_display()})."})
+    transfer.status = Status.CANCELLED
+    transfer.completed_at = timezone.now()
+    transfer.save(update_fields=["status", "completed_at"])
+    _record_change(transfer, user, actor, "cancelled")
+    return transfer
+
+
+@transaction.atomic
+def transfer_retry(*, transfer: Transfer, user, actor: Actor | None = None) -> Transfer:
+    """Try again what did not arrive; what the ledger marks stored is never sent again."""
+    transfer = Transfer.objects.select_for_update().get(pk=transfer.pk)
+    if not perms.may_manage_transfer(user, transfer):
+        raise PermissionDenied("Only whoever asked for this transfer, or an imaging manager, may retry it.")
+    if transfer.status not in RETRYABLE:
+        raise ValidationError(
+            {
+                "detail": f"Only a failed, cancelled or partly sent transfer can be retried, "
+                f"not one that is {transfer.get_status_display().lower()}."
+            }
+        )
+    transfer.instances.exclude(state=InstanceState.STORED).update(state=InstanceState.PENDING, attempts=0)
+    transfer.status = Status.QUEUED
+    transfer.completed_at = None
+    transfer.errors = []
+    transfer.first_transient_error_at = None
+    transfer.transient_failures = 0
+    transfer.lease_owner = ""
+    transfer.heartbeat_at = None
+    transfer.save()
+    catalogue.TRANSFER_STARTED.record(
+        actor=_actor(user, actor),
+        trust=transfer.source.ods_code,
+        peer_trust=transfer.destination.ods_code,
+        study_uids=transfer.study_instance_uids,
+        detail={"transfer": transfer.pk, "retry": True},
+    )
+    _enqueue_on_commit(transfer)
+    return transfer
+
+
+def _record_change(transfer: Transfer, user, actor: Actor | None, change: str) -> None:
+    record_event(
+        event_id=EventID.BEGIN_TRANSFERRING,
+        action=Action.UPDATE,
+        actor=_actor(user, actor),
+        trust=transfer.source.ods_code,
+        peer_trust=transfer.destination.ods_code,
+        study_uids=transfer.study_instance_uids,
+        detail={"transfer": transfer.pk, "change": change},
+    )
+
+
+def _enqueue_on_commit(transfer: Transfer) -> None:
+    from .tasks import enqueue
+
+    transfer_id, queue = transfer.pk, transfer.queue
+    transaction.on_commit(lambda: enqueue(transfer_id, queue))
