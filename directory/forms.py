@@ -8,21 +8,7 @@ from .models import Gateway
 class GatewayForm(forms.ModelForm):
     class Meta:
         model = Gateway
-        fields = [
-            "name",
-            "ae_title",
-            "host",
-            "port",
-            "dicomweb_url",
-            "dicomweb_username",
-            "dicomweb_password",
-            "dicomweb_token",
-            "verify_tls",
-            "retrieve_method",
-            "store_method",
-            "query_method",
-            "max_concurrency",
-        ]
+        fields = list(Gateway.SETTINGS_FIELDS)
         widgets = {
             "dicomweb_password": forms.PasswordInput(render_value=False),
             "dicomweb_token": forms.PasswordInput(render_value=False),

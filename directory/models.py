@@ -78,6 +78,23 @@ class Gateway(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # What an imaging manager sets, in the form and the API alike; status fields are the portal's.
+    SETTINGS_FIELDS = (
+        "name",
+        "ae_title",
+        "host",
+        "port",
+        "dicomweb_url",
+        "dicomweb_username",
+        "dicomweb_password",
+        "dicomweb_token",
+        "verify_tls",
+        "retrieve_method",
+        "store_method",
+        "query_method",
+        "max_concurrency",
+    )
+
     class Meta:
         ordering = ["trust__name", "name"]
         constraints = [
