@@ -39,6 +39,7 @@ api_v1 = [
 urlpatterns = [
     path("", include("directory.urls")),
     path("", include("exchange.urls")),
+    path("", include("transfers.urls")),
     path("accounts/", include("allauth.urls")),
     path("audit/", include("audit.urls")),
     path("admin/", admin.site.urls),
