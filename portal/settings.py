@@ -235,7 +235,12 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Image Exchange <no-r
 
 # Celery: Redis in production and CI; kombu's filesystem transport otherwise, so the demo needs no server.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    # Redis: a worker started with `--queues urgent,routine,default` drains them in that order (kombu's
+    # default is round robin, which lets a routine transfer start before a waiting trauma one).
+    "queue_order_strategy": "priority",
+}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):

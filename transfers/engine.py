@@ -12,6 +12,7 @@ dies (it is sent again on resume); a PACS keys instances by SOP Instance UID, so
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import shutil
 import threading
@@ -203,6 +204,32 @@ def _move_study(transfer: Transfer, owner: str, clients: Clients, study_uid: str
                 break
     finally:
         pipe.stop()
+    _fail_damaged(transfer, pipe.summary)
+
+
+def _fail_damaged(transfer: Transfer, summary: Any) -> None:
+    """Instances our receiving side refused (truncated, unparseable, inconsistent: exchange.dicom.validate)
+    are failed now with the validator's reason: the source's copy is damaged, so another pass would not
+    help, and a damaged image is never passed on to the destination or reported as sent."""
+    reasons: dict[str, str] = {}
+    for path in getattr(summary, "quarantined", None) or ():
+        try:
+            record = json.loads(Path(path).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("sop_instance_uid"):
+            reasons[record["sop_instance_uid"]] = f"damaged at the source, not sent: {record.get('reason', '')}"
+    if not reasons:
+        return
+    with transaction.atomic():
+        rows = list(
+            transfer.instances.select_for_update()
+            .filter(sop_instance_uid__in=reasons)
+            .exclude(state__in=(InstanceState.STORED, InstanceState.FAILED))
+        )
+        for row in rows:
+            row.state, row.last_error = InstanceState.FAILED, reasons[row.sop_instance_uid]
+        TransferInstance.objects.bulk_update(rows, ["state", "last_error", "updated_at"])
 
 
 class _Pipe:
@@ -212,6 +239,7 @@ class _Pipe:
         self.retrieval = retrieval
         self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=QUEUE_SIZE)
         self.halt = threading.Event()
+        self.summary: Any = None  # the retrieval's RetrieveSummary, once it has ended
         self.thread = threading.Thread(target=self._pump, name="transfer-retrieve", daemon=True)
 
     def start(self) -> None:
@@ -249,6 +277,7 @@ class _Pipe:
                 _discard(batch)
                 raise value
             if kind == "done":
+                self.summary = value
                 return batch, True
             batch.append(value)
             if len(batch) >= size:
@@ -478,8 +507,15 @@ def next_retry_delay(transfer_id: int, error: Exception, *, jitter: float) -> fl
         elapsed = (now - transfer.first_transient_error_at).total_seconds()
         tries = transfer.transient_failures
     if elapsed >= settings.TRANSFER_RETRY_WINDOW:
-        hours = settings.TRANSFER_RETRY_WINDOW / 3600
-        fail(transfer_id, f"Gave up after {tries} tries over {hours:g} h; last error: {error}")
+        fail(transfer_id, f"Gave up after {tries} tries over {_duration(elapsed)}; last error: {error}")
         return None
     delay = min(settings.TRANSFER_RETRY_MAX_DELAY, settings.TRANSFER_RETRY_BASE_DELAY * 2 ** (tries - 1))
     return delay / 2 + delay / 2 * jitter
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"

@@ -20,14 +20,14 @@ from tests.helpers import grant, make_user
 from .peers import Study, start_orthanc
 from .worker import Worker, isolated_broker
 
-WORKER_FIXTURE = "transfer_worker"
+WORKER_FIXTURES = ("transfer_worker", "worker_broker")  # tests with a worker process of their own
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A Celery worker process must open the test database too: SQLite's default in-memory test database
     is invisible to other processes, so when a worker test is selected the test database is a file
     (pytest-django still adds its per-xdist-worker suffix and deletes the file at the end)."""
-    if not any(WORKER_FIXTURE in getattr(item, "fixturenames", ()) for item in items):
+    if not any(set(WORKER_FIXTURES) & set(getattr(item, "fixturenames", ())) for item in items):
         return
     db = connections["default"].settings_dict
     if db["ENGINE"] == "django.db.backends.sqlite3" and not db.setdefault("TEST", {}).get("NAME"):

@@ -67,7 +67,11 @@ def isolated_broker(folder: Path) -> Iterator[dict]:
         options = filesystem_broker_options(folder)
     else:
         # A killed worker's unacknowledged task goes to another worker after visibility_timeout seconds.
-        options = {"visibility_timeout": 30, "global_keyprefix": f"test-{uuid.uuid4().hex}:"}
+        options = {
+            "visibility_timeout": 30,
+            "global_keyprefix": f"test-{uuid.uuid4().hex}:",
+            "queue_order_strategy": settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("queue_order_strategy", "priority"),
+        }
     previous = app.conf.broker_transport_options
     app.conf.broker_transport_options = options
     _reset_producers()
@@ -80,11 +84,12 @@ def isolated_broker(folder: Path) -> Iterator[dict]:
 
 @dataclass
 class Worker:
-    """`celery -A portal worker -Q urgent,routine -c 2 --pool prefork` in its own process group."""
+    """`celery -A portal worker -Q urgent,routine -c N --pool prefork` in its own process group."""
 
     workdir: Path
     broker_options: dict
     env_extra: dict[str, str] = field(default_factory=dict)
+    concurrency: int = 2
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -115,7 +120,7 @@ class Worker:
             "-Q",
             "urgent,routine",
             "-c",
-            "2",
+            str(self.concurrency),
             "--pool",
             "prefork",
             "-n",
