@@ -26,7 +26,7 @@ format: venv
 
 test: venv
 	$(BIN)/ruff check .
-	$(DEMO_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
+	DATABASE_URL=sqlite://:memory: $(DEMO_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 migrate: venv
