@@ -20,15 +20,20 @@ PASSWORD = "correct horse battery staple"
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
+def require(ok: bool, what: str) -> None:
+    """A test's prerequisite: on a developer machine its absence skips; under CI=true it fails."""
+    if ok:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what}; CI must provide it (see .ci/run)")
+    pytest.skip(what)
+
+
 def require_tool(path_or_name: str, what: str) -> str:
     """The path of an external tool; under CI=true its absence fails the test, elsewhere it skips."""
     found = path_or_name if os.path.isabs(path_or_name) and os.path.exists(path_or_name) else shutil.which(path_or_name)
-    if found:
-        return found
-    message = f"{what} ({path_or_name}) is not installed"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + "; CI must install it (see .ci/run)")
-    pytest.skip(message)
+    require(bool(found), f"{what} ({path_or_name}) is not installed")
+    return found
 
 
 def make_user(email: str, *, mfa: bool = True) -> User:

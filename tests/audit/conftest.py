@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.db import connection
 
 from accounts.models import User
 from accounts.roles import Role
 from audit.models import AuditEvent
-from tests.helpers import grant, make_user
+from tests.helpers import grant, make_user, require
 
 # Synthetic NHS numbers (valid check digits, from the 999 test range).
 PATIENT = "9990000018"
@@ -41,11 +39,7 @@ def last_event() -> AuditEvent:
 
 def require_postgres() -> None:
     """PostgreSQL-only behaviour. CI runs on PostgreSQL, so there a skip would hide a failure: fail."""
-    if connection.vendor == "postgresql":
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("This test needs PostgreSQL and CI must run it there (DATABASE_URL=postgres://...).")
-    pytest.skip("PostgreSQL only (set DATABASE_URL=postgres://... to run it)")
+    require(connection.vendor == "postgresql", "PostgreSQL only (set DATABASE_URL=postgres://... to run it)")
 
 
 def raw_sql(sql: str, params: list | tuple = ()) -> None:

@@ -21,6 +21,7 @@ from exchange.dicom.quarantine import QuarantineRecord
 from exchange.dicom.sim_pacs import SimulatedPacs
 from exchange.dicom.synthetic import SyntheticPatient, make_study
 from exchange.dicom.transcode import UNCOMPRESSED
+from tests.helpers import require
 
 from .orthanc import OrthancProcess, free_port, orthanc_available
 
@@ -34,12 +35,7 @@ NHS_A = "9990000018"  # stored as PatientID (issuer NHS) in one study, as Other 
 
 
 def need(ok: bool, what: str) -> None:
-    """Skip when a peer is missing on a developer machine; fail in CI, where it must be there."""
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} is required in CI but is not installed")
-    pytest.skip(f"{what} is not installed")
+    require(ok, f"{what} is not installed")
 
 
 def dcmtk(tool: str) -> str:
