@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
@@ -16,6 +15,7 @@ from .config import validate_ae_title
 from .dedupe import SqliteIndex
 from .intake import ArrivalHook, Intake, Peer, QuarantineHook, Route
 from .moves import MoveDestination, MoveRegistry
+from .server import ListenerLifecycle
 from .spool import file_name_for, sweep_temp_files
 from .transcode import ACCEPTED
 from .validate import InstanceInfo
@@ -23,7 +23,7 @@ from .validate import InstanceInfo
 log = logging.getLogger(__name__)
 
 
-class StorageReceiver:
+class StorageReceiver(ListenerLifecycle):
     """Listens on `port`; stores each instance durably before answering Success.
 
     Layout under `spool_dir`: `incoming/<study>/<sop>.dcm` for arrivals no job asked for,
@@ -105,17 +105,3 @@ class StorageReceiver:
         self._server = ae.start_server((self.bind_address, self.port), block=False, evt_handlers=handlers)
         log.info("DICOM receiver %s listening on %s:%s", self.ae_title, self.bind_address, self.port)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
-        self.index.close()
-
-    def __enter__(self) -> StorageReceiver:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

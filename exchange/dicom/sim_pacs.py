@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from pydicom import dcmread
@@ -32,6 +31,7 @@ from .association import NODELAY_HANDLERS, new_ae, settle
 from .config import validate_ae_title
 from .errors import InvalidInstance
 from .intake import Intake, Peer, Route
+from .server import ListenerLifecycle
 from .sim_index import QueryError, SimIndex, StoredInstance
 from .spool import file_name_for, sweep_temp_files
 from .transcode import ACCEPTED, UNCOMPRESSED, decompressed, storage_proposal
@@ -63,7 +63,7 @@ def parse_destination(text: str) -> tuple[str, tuple[str, int]]:
         raise ValueError(f"move destination {text!r} must look like AE=host:port") from exc
 
 
-class SimulatedPacs:
+class SimulatedPacs(ListenerLifecycle):
     def __init__(
         self,
         ae_title: str,
@@ -123,20 +123,6 @@ class SimulatedPacs:
         ]
         self._server = self._build_ae().start_server((self.bind_address, self.port), block=block, evt_handlers=handlers)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
-        self.index.close()
-
-    def __enter__(self) -> SimulatedPacs:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # --- C-FIND ----------------------------------------------------------------------------------
 

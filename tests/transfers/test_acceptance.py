@@ -158,12 +158,14 @@ def test_a_truncated_instance_is_flagged_and_never_reported_as_sent(
 # --- 3. priority ----------------------------------------------------------------------------------
 
 
+# kombu's virtual transports (the demo's filesystem broker) always round-robin between queues; strict
+# urgent-before-routine is Redis' queue_order_strategy=priority, which CI (REDIS_URL set) exercises.
+@pytest.mark.skipif(
+    django_settings.CELERY_BROKER_URL.startswith("filesystem://"), reason="needs Redis as the broker (REDIS_URL)"
+)
 def test_a_trauma_transfer_starts_before_routine_ones_queued_ahead_of_it(
     worker_broker, region, pacs_pair, ct_study, alice, tmp_path
 ):
-    if django_settings.CELERY_BROKER_URL.startswith("filesystem://"):
-        # kombu's virtual transports (the demo's filesystem broker) always round-robin between queues.
-        pytest.skip("strict urgent-before-routine needs Redis' queue_order_strategy=priority")
     pacs_pair[1].delete_study(ct_study.uid)
     routine = [push(alice, ct_study.uid, priority="routine") for _ in range(3)]
     # Two: Redis' default round-robin takes a routine task right after the first urgent one.
