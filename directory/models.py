@@ -22,6 +22,23 @@ class Trust(models.Model):
     patient_id_issuer = models.CharField(
         max_length=64, blank=True, help_text="IssuerOfPatientID for this trust's local MRNs."
     )
+    # Reconciliation on arrival (what this trust does to studies it receives); imaging managers may
+    # turn parts off, each is on by default.
+    reconcile_patient_id = models.BooleanField(
+        default=True,
+        help_text="Rewrite PatientID/IssuerOfPatientID of arrivals to this trust's local MRN, found by NHS number.",
+    )
+    prefix_accession = models.BooleanField(
+        default=True, help_text="Prefix arrivals' AccessionNumber with the sending trust's ODS code."
+    )
+    prefix_study_description = models.BooleanField(
+        default=True, help_text="Prefix arrivals' StudyDescription with the sending trust's ODS code."
+    )
+    share_link_max_hours = models.PositiveIntegerField(
+        default=336,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 90)],
+        help_text="The longest a second-opinion link created at this trust may stay valid.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -23,7 +23,18 @@ class TrustSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Trust
-        fields = ["ods_code", "name", "kind", "major_trauma_centre", "patient_id_issuer", "gateways"]
+        fields = [
+            "ods_code",
+            "name",
+            "kind",
+            "major_trauma_centre",
+            "patient_id_issuer",
+            "reconcile_patient_id",
+            "prefix_accession",
+            "prefix_study_description",
+            "share_link_max_hours",
+            "gateways",
+        ]
 
 
 class GatewaySerializer(serializers.ModelSerializer):
