@@ -18,6 +18,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from audit.context import system_actor
 from directory.gateways import gateway_client
 from exchange.dicom import GatewayClient, GatewayError, RetrievedInstance, StudyQuery
 
+from . import notifications
 from .models import FINISHED, InstanceState, Status, Transfer, TransferInstance
 
 BATCH_SIZE = 16  # instances per C-STORE association / STOW-RS request
@@ -430,6 +432,7 @@ def _finish(transfer: Transfer, owner: str) -> str:
         locked.first_transient_error_at, locked.transient_failures = None, 0
         locked.save()
         record_completion(locked, outcome, counts)
+        transaction.on_commit(partial(notifications.transfer_finished, locked.pk))
     return locked.status
 
 
@@ -491,6 +494,7 @@ def fail(transfer_id: int, reason: str) -> None:
         transfer.lease_owner = ""
         transfer.save()
         record_completion(transfer, Outcome.SERIOUS_FAILURE, counts, reason)
+        transaction.on_commit(partial(notifications.transfer_finished, transfer.pk))
 
 
 def next_retry_delay(transfer_id: int, error: Exception, *, jitter: float) -> float | None:
