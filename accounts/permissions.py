@@ -236,3 +236,13 @@ def may_manage_transfer(user, transfer) -> bool:
     if transfer.requested_by_id == getattr(user, "pk", None) and user.is_active:
         return True
     return any(has_perm_at(user, Perm.MANAGE_TRANSFERS, t) for t in (transfer.source_id, transfer.destination_id))
+
+
+def transfer_operations_trust_ids(user) -> set[int]:
+    """Trusts whose gateways' transfer queues the user runs (imaging managers). No regional-administrator
+    bypass, as for visible_transfers: the queue shows which patient goes where."""
+    return member_trust_ids(user, Perm.MANAGE_TRANSFERS)
+
+
+def may_view_transfer_operations(user) -> bool:
+    return bool(transfer_operations_trust_ids(user))

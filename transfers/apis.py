@@ -13,7 +13,7 @@ from audit.context import actor_from_request
 from portal.api import run_service
 
 from . import selectors, services
-from .serializers import TransferSerializer
+from .serializers import BulkChangeSerializer, OperationsSerializer, TransferSerializer
 
 
 @extend_schema_view(
@@ -66,3 +66,29 @@ class TransferViewSet(
         run_service(service, transfer=transfer, user=request.user, actor=actor_from_request(request))
         fresh = perms.get_visible_or_404(self.get_queryset(), pk=transfer.pk)
         return Response(self.get_serializer(fresh).data, status=status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses=OperationsSerializer)
+    @action(detail=False, methods=["get"])
+    def operations(self, request: Request) -> Response:
+        """For imaging managers: queues per gateway of their trusts, stuck transfers, recent failures."""
+        perms.require(perms.may_view_transfer_operations(request.user), "For imaging managers of a trust.")
+        ops = selectors.transfer_operations(user=request.user)
+        context = self.get_serializer_context()
+        return Response(OperationsSerializer(ops, context=context).data)
+
+    @extend_schema(request=BulkChangeSerializer, responses=TransferSerializer(many=True))
+    @action(detail=False, methods=["post"])
+    def bulk(self, request: Request) -> Response:
+        """`{action: cancel|retry, transfers: [id, ...]}`: all or nothing; an ID the user cannot see → 404."""
+        body = BulkChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        chosen = selectors.visible_in_order(user=request.user, ids=body.validated_data["transfers"])
+        run_service(
+            services.transfer_bulk_change,
+            action=body.validated_data["action"],
+            transfers=chosen,
+            user=request.user,
+            actor=actor_from_request(request),
+        )
+        fresh = self.get_queryset().filter(pk__in=[t.pk for t in chosen])
+        return Response(self.get_serializer(fresh, many=True).data)

@@ -59,3 +59,25 @@ class TransferSerializer(serializers.ModelSerializer):
                 for name in ("instances_total", "instances_done", "instances_failed", "bytes_done")
             }
         ).data
+
+
+class GatewayQueueSerializer(serializers.Serializer):
+    gateway = serializers.IntegerField(source="gateway.pk")
+    trust = serializers.CharField(source="gateway.trust.ods_code")
+    name = serializers.CharField(source="gateway.name")
+    ae_title = serializers.CharField(source="gateway.ae_title")
+    max_concurrency = serializers.IntegerField(source="gateway.max_concurrency")
+    queued = serializers.IntegerField()
+    running = serializers.IntegerField()
+    oldest_waiting = serializers.DateTimeField(allow_null=True)
+
+
+class OperationsSerializer(serializers.Serializer):
+    gateways = GatewayQueueSerializer(many=True)
+    stuck = TransferSerializer(many=True)
+    failed_recently = TransferSerializer(many=True, source="problems")
+
+
+class BulkChangeSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["cancel", "retry"])
+    transfers = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=200)

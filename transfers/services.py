@@ -170,3 +170,35 @@ def _enqueue_on_commit(transfer: Transfer) -> None:
 
     transfer_id, queue = transfer.pk, transfer.queue
     transaction.on_commit(lambda: enqueue(transfer_id, queue))
+
+
+BULK_ACTIONS = {"cancel": transfer_cancel, "retry": transfer_retry}
+MAX_BULK = 200
+
+
+@transaction.atomic
+def transfer_bulk_change(*, action: str, transfers: list[Transfer], user, actor: Actor | None = None) -> list[Transfer]:
+    """Cancel or retry several transfers: each through its own service (so each is permission-checked and
+    audited as if done alone), all or none. If any one may not be changed, nothing is, and the error names
+    every transfer that stood in the way."""
+    service = BULK_ACTIONS.get(action)
+    if service is None:
+        raise ValidationError({"action": f"One of {', '.join(BULK_ACTIONS)}."})
+    if not transfers:
+        raise ValidationError({"transfers": "Choose at least one transfer."})
+    if len(transfers) > MAX_BULK:
+        raise ValidationError({"transfers": f"At most {MAX_BULK} transfers at once."})
+    changed, refused, invalid = [], [], []
+    for transfer in transfers:
+        try:
+            with transaction.atomic():
+                changed.append(service(transfer=transfer, user=user, actor=actor))
+        except PermissionDenied:
+            refused.append(transfer.pk)
+        except ValidationError as exc:
+            invalid.append(f"{transfer.pk}: {' '.join(exc.messages)}")
+    if refused:
+        raise PermissionDenied(f"You may not {action} transfers {', '.join(map(str, refused))}; nothing was changed.")
+    if invalid:
+        raise ValidationError({"transfers": [*invalid, "Nothing was changed."]})
+    return changed

@@ -110,3 +110,37 @@ def _change(request: HttpRequest, pk: int, service, done: str) -> HttpResponse:
     else:
         messages.success(request, f"Transfer {transfer.pk} {done}.")
     return redirect("transfers:detail", pk=transfer.pk)
+
+
+@login_required
+def transfer_operations(request: HttpRequest) -> HttpResponse:
+    """The imaging manager's desk: queues per gateway, stuck and failed transfers, bulk retry and cancel."""
+    perms.require(perms.may_view_transfer_operations(request.user), "For imaging managers of a trust.")
+    if request.method == "POST":
+        ids = _ids(request.POST.getlist("transfer"))
+        if ids is None:
+            messages.error(request, "Choose transfers by their numbers.")
+            return redirect("transfers:operations")
+        chosen = selectors.visible_in_order(user=request.user, ids=ids)
+        try:
+            done = services.transfer_bulk_change(
+                action=request.POST.get("action", ""),
+                transfers=chosen,
+                user=request.user,
+                actor=actor_from_request(request),
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        else:
+            verb = "cancelled" if request.POST.get("action") == "cancel" else "queued again"
+            messages.success(request, f"{len(done)} transfer{'s' if len(done) != 1 else ''} {verb}.")
+        return redirect("transfers:operations")
+    operations = selectors.transfer_operations(user=request.user)
+    return render(request, "transfers/operations.html", {"ops": operations})
+
+
+def _ids(values: list[str]) -> list[int] | None:
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        return None

@@ -17,3 +17,9 @@ def may_push_from(user, trust) -> bool:
 @register.filter
 def megabytes(value) -> str:
     return f"{(value or 0) / 1_000_000:.1f}"
+
+
+@register.filter
+def may_run_transfers(user) -> bool:
+    """The Operations link: imaging managers of some trust."""
+    return perms.may_view_transfer_operations(user)
