@@ -16,14 +16,17 @@ import json
 import queue
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from audit import catalogue
@@ -32,17 +35,22 @@ from audit.context import system_actor
 from directory.gateways import gateway_client
 from exchange.dicom import GatewayClient, GatewayError, RetrievedInstance, StudyQuery
 
-from . import notifications
+from . import notifications, slots
 from .models import FINISHED, InstanceState, Status, Transfer, TransferInstance
 
 BATCH_SIZE = 16  # instances per C-STORE association / STOW-RS request
 QUEUE_SIZE = 32  # instances retrieved and waiting to be stored: with the retriever's own, the spool's bound
 MAX_INSTANCE_ATTEMPTS = 3  # passes an instance gets before a transient refusal counts as failure
 ACTOR = system_actor("transfer worker")
+log = structlog.get_logger(__name__)
 
 
 class Busy(Exception):
     """Another worker holds a fresh lease on this transfer."""
+
+
+class NoSlot(Exception):
+    """The source or destination gateway is at its max_concurrency: wait, this is not a failure."""
 
 
 class Stopped(Exception):
@@ -94,6 +102,7 @@ def _beat(transfer: Transfer, owner: str, status: str | None = None) -> None:
     live = Transfer.objects.filter(pk=transfer.pk, lease_owner=owner).exclude(status__in=FINISHED)
     if not live.update(**values):
         raise Stopped
+    slots.renew(owner)
     if status:
         transfer.status = status
 
@@ -116,6 +125,17 @@ def clients_for(transfer: Transfer) -> Clients:
 
 
 def run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str:
+    """One pass over a transfer, holding a slot on each of its gateways (their max_concurrency, across
+    all workers). Raises NoSlot when either gateway is at its limit: the task asks again shortly."""
+    if not slots.acquire_for_transfer(transfer_id, owner):
+        raise NoSlot(transfer_id)
+    try:
+        return _run(transfer_id, owner=owner, clients=clients)
+    finally:
+        slots.release(owner)
+
+
+def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str:
     """One pass over a transfer. Returns its status; raises GatewayError (see `.permanent`) or Busy."""
     transfer = claim(transfer_id, owner)
     if transfer is None:
@@ -124,12 +144,14 @@ def run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str:
     shutil.rmtree(folder, ignore_errors=True)  # leftovers of a dead worker: they will be retrieved again
     try:
         clients = clients or clients_for(transfer)
-        _plan(transfer, clients.source)
+        with _keepalive(transfer, owner):  # a C-FIND over a big study can outlast the lease
+            _plan(transfer, clients.source)
         for study_uid in transfer.study_instance_uids:
             _move_study(transfer, owner, clients, study_uid, folder)
         _give_up_or_retry_undelivered(transfer)
         _beat(transfer, owner, Status.VERIFYING)
-        _verify(transfer, clients.destination)
+        with _keepalive(transfer, owner):
+            _verify(transfer, clients.destination)
         return _finish(transfer, owner)
     except Stopped:
         _record_cancelled(transfer_id, owner)
@@ -523,3 +545,39 @@ def _duration(seconds: float) -> str:
     if seconds >= 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds:.0f} s"
+
+
+def note_waiting(transfer_id: int) -> None:
+    """A transfer waiting for a gateway slot is alive: its heartbeat says so (only when no worker holds
+    its lease, so a dead worker's lease is never made to look fresh)."""
+    Transfer.objects.filter(pk=transfer_id, lease_owner="").exclude(status__in=FINISHED).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+@contextmanager
+def _keepalive(transfer: Transfer, owner: str) -> Iterator[None]:
+    """Beat from a helper thread while this one waits on a single long call (a C-FIND or QIDO-RS that
+    lists thousands of instances), so the lease and the gateway slots stay fresh. The loops that move
+    instances beat for themselves; if this thread finds the transfer stopped it just ends, and the
+    main thread notices at its own next beat."""
+    done = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not done.wait(heartbeat_interval()):
+                _beat(transfer, owner)
+        except Stopped:
+            pass
+        except Exception:
+            log.warning("keepalive_failed", transfer_id=transfer.pk, exc_info=True)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    thread = threading.Thread(target=beat, name="transfer-keepalive", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

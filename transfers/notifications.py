@@ -72,7 +72,7 @@ def _link(transfer: Transfer) -> str:
 
 def _requester_text(transfer: Transfer) -> tuple[str, str]:
     total, stored, failed = _counts(transfer)
-    route = f"{transfer.source.ods_code} → {transfer.destination.ods_code}"
+    route = f"{transfer.source.ods_code} to {transfer.destination.ods_code}"  # ASCII: plain subject headers
     studies = len(transfer.study_instance_uids)
     if transfer.status == Status.COMPLETED:
         subject = f"Transfer {transfer.pk} completed ({route})"

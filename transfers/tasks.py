@@ -18,6 +18,7 @@ from . import engine
 from .models import ACTIVE, Status, Transfer
 
 log = structlog.get_logger(__name__)
+SLOT_WAIT_SECONDS = 1.0  # before asking again for a slot on a gateway at its max_concurrency
 
 
 def enqueue(transfer_id: int, queue: str) -> None:
@@ -39,6 +40,12 @@ def run_transfer(self, transfer_id: int) -> str:
         status = engine.run(transfer_id, owner=owner)
     except Transfer.DoesNotExist:
         return "no such transfer"
+    except engine.NoSlot:
+        # A gateway is at its limit: ask again shortly. Not a transient failure, so the retry window
+        # does not run, and the heartbeat keeps the sweeper from sending a second message meanwhile.
+        engine.note_waiting(transfer_id)
+        countdown = SLOT_WAIT_SECONDS * (1 + random.random())  # noqa: S311 - spreads waiters apart
+        raise self.retry(countdown=countdown, queue=queue) from None
     except engine.Busy:
         # Another delivery of this task is running (or its worker died moments ago): look again later.
         raise self.retry(countdown=settings.TRANSFER_LEASE_SECONDS / 2, queue=queue) from None

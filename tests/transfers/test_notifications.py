@@ -53,7 +53,7 @@ def test_the_requester_and_the_destination_managers_hear_of_a_completed_transfer
     assert finish(transfer, django_capture_on_commit_callbacks) == Status.COMPLETED
 
     (mine,) = to("alice@a.example")
-    assert f"Transfer {transfer.pk} completed" in mine.subject and "RAA → RBB" in mine.subject
+    assert f"Transfer {transfer.pk} completed" in mine.subject and "RAA to RBB" in mine.subject
     assert "All 3 images" in mine.body and f"/transfers/{transfer.pk}/" in mine.body
     (arrival,) = to("bea@b.example")
     assert f"Images arrived from RAA: transfer {transfer.pk}" in arrival.subject

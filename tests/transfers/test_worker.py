@@ -53,7 +53,9 @@ def finished(transfer_id: int) -> Transfer | None:
     return transfer if transfer.status in FINISHED else None
 
 
-def test_a_pushed_study_arrives_at_b_through_a_real_worker(transfer_worker, region, pacs_pair, ct_study, alice, bob):
+def test_a_pushed_study_arrives_at_b_through_a_real_worker(
+    transfer_worker, region, pacs_pair, ct_study, alice, bob, bea
+):
     pacs_pair[1].delete_study(ct_study.uid)
     transfer_id = push(alice, ct_study.uid)
 
@@ -66,6 +68,9 @@ def test_a_pushed_study_arrives_at_b_through_a_real_worker(transfer_worker, regi
     assert body["progress"]["instances_total"] == body["progress"]["instances_done"] == n
     assert body["progress"]["instances_failed"] == 0 and body["progress"]["bytes_done"] > 0
     assert AuditEvent.objects.filter(event_id="110104", outcome=0, detail__transfer=transfer_id).count() == 1
+    # The worker's email backend is the console (as in the demo): its log holds the messages it sent.
+    wait_for(lambda: f"Images arrived from RAA: transfer {transfer_id}" in transfer_worker.log(), transfer_worker)
+    assert f"Transfer {transfer_id} completed (RAA to RBB)" in transfer_worker.log()
 
 
 def test_killing_the_worker_mid_transfer_loses_and_duplicates_nothing(
