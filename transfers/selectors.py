@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts import permissions as perms
 from directory.models import Gateway
 
+from . import slots
 from .models import RUNNING, InstanceState, Status, Transfer
 
 
@@ -49,6 +50,7 @@ class GatewayQueue:
     queued: int
     running: int
     oldest_waiting: datetime | None
+    slots_in_use: int = 0
 
 
 @dataclass
@@ -72,7 +74,7 @@ def transfer_operations(*, user, now: datetime | None = None) -> Operations:
             running=Count("pk", filter=Q(status__in=RUNNING)),
             oldest_waiting=Min("created_at", filter=Q(status=Status.QUEUED)),
         )
-        queues.append(GatewayQueue(gateway=gateway, **figures))
+        queues.append(GatewayQueue(gateway=gateway, slots_in_use=slots.in_use(gateway.pk), **figures))
     mine = with_progress(Transfer.objects.all()).filter(
         Q(source_gateway__trust_id__in=trusts) | Q(destination_gateway__trust_id__in=trusts)
     )

@@ -70,6 +70,7 @@ class GatewayQueueSerializer(serializers.Serializer):
     queued = serializers.IntegerField()
     running = serializers.IntegerField()
     oldest_waiting = serializers.DateTimeField(allow_null=True)
+    slots_in_use = serializers.IntegerField(help_text="connections the portal holds open to it now")
 
 
 class OperationsSerializer(serializers.Serializer):

@@ -74,6 +74,7 @@ def test_the_manager_sees_queues_stuck_and_recent_failures(desk, bea, cget_gatew
     assert (gateway["trust"], gateway["ae_title"], gateway["queued"], gateway["running"]) == ("RBB", "BETA_EDGE", 2, 2)
     oldest = Transfer.objects.get(pk=desk["queued_old"].pk).created_at
     assert gateway["oldest_waiting"].replace("Z", "+00:00") == oldest.isoformat()
+    assert gateway["slots_in_use"] == 0 and gateway["max_concurrency"] == 4
     assert [t["id"] for t in body["stuck"]] == [desk["stuck"].pk]
     assert {t["id"] for t in body["failed_recently"]} == {desk["failed"].pk, desk["partial"].pk}
 
