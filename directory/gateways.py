@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.conf import settings
 
 from exchange.dicom import GatewayClient, GatewayConfig, MoveDestination, client_for
@@ -26,8 +28,18 @@ def gateway_config(gateway: Gateway) -> GatewayConfig:
     )
 
 
+def portal_move_destination() -> MoveDestination:
+    """The portal's own receiver (`manage.py run_dicom_receiver`, DICOM_AE_TITLE on DICOM_PORT) as a
+    C-MOVE destination: its jobs folder is under SPOOL_DIR, so the workers that issue C-MOVEs must share
+    that folder with the receiver (same host, or a shared volume)."""
+    return MoveDestination(settings.DICOM_AE_TITLE, Path(settings.SPOOL_DIR) / "receiver" / "jobs")
+
+
 def gateway_client(gateway: Gateway, *, move_destination: MoveDestination | None = None) -> GatewayClient:
-    """A client speaking as the portal's own AE title (DICOM_AE_TITLE)."""
+    """A client speaking as the portal's own AE title (DICOM_AE_TITLE). A gateway that retrieves by
+    C-MOVE sends to the portal's receiver unless told otherwise."""
+    if move_destination is None and gateway.retrieve_method == Gateway.RetrieveMethod.C_MOVE:
+        move_destination = portal_move_destination()
     return client_for(
         gateway_config(gateway), local_ae_title=settings.DICOM_AE_TITLE, move_destination=move_destination
     )

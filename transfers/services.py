@@ -22,8 +22,8 @@ from .models import FINISHED, RETRYABLE, InstanceState, Priority, Status, Transf
 
 MAX_STUDIES = 100
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
-# The engine retrieves by C-GET or WADO-RS; C-MOVE needs the portal's receiver, not wired to transfers yet.
-RETRIEVE_METHODS = (Gateway.RetrieveMethod.C_GET, Gateway.RetrieveMethod.WADO_RS)
+# C-MOVE sends to the portal's receiver (run_dicom_receiver), which hands each instance to the worker.
+RETRIEVE_METHODS = (Gateway.RetrieveMethod.C_GET, Gateway.RetrieveMethod.WADO_RS, Gateway.RetrieveMethod.C_MOVE)
 
 
 def _actor(user, actor: Actor | None) -> Actor:
@@ -52,7 +52,7 @@ def _gateway(trust: Trust, *, retrieve: bool) -> Gateway:
     ranked = sorted(gateways, key=lambda g: {"up": 0, "unknown": 1}.get(g.status, 2))
     if not ranked:
         field = "source_trust" if retrieve else "destination_trust"
-        what = "it can retrieve from by C-GET or WADO-RS" if retrieve else "to send to"
+        what = "it can retrieve from (C-GET, C-MOVE or WADO-RS)" if retrieve else "to send to"
         raise ValidationError({field: f"{trust.ods_code} has no gateway {what}; ask its imaging manager."})
     return ranked[0]
 

@@ -125,10 +125,17 @@ def test_bad_input_is_refused_field_by_field(alice, agreement, cget_gateway_a, g
     assert not Transfer.objects.exists()
 
 
-def test_a_source_without_a_c_get_or_wado_gateway_is_refused_clearly(alice, agreement, gateway_a, gateway_b):
-    response = push(alice)  # gateway_a retrieves by C-MOVE only
+def test_a_source_without_a_gateway_is_refused_clearly(alice, agreement, gateway_b):
+    response = push(alice)
     assert response.status_code == 400
-    assert "C-GET or WADO-RS" in str(response.json()["source_trust"])
+    assert "RAA has no gateway it can retrieve from" in str(response.json()["source_trust"])
+    assert not Transfer.objects.exists()
+
+
+def test_a_source_that_retrieves_by_c_move_is_accepted(alice, agreement, gateway_a, gateway_b):
+    response = push(alice)  # gateway_a retrieves by C-MOVE (the default): through the portal's receiver
+    assert response.status_code == 201, response.json()
+    assert Transfer.objects.get().source_gateway == gateway_a
 
 
 def test_members_of_both_trusts_see_it_and_an_outsider_gets_404(transfer, alice, bob, carol):
