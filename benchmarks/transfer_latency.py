@@ -30,6 +30,7 @@ os.environ["SPOOL_DIR"] = str(WORK / "spool")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")  # no mail in the figures
 os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
 
 

@@ -30,6 +30,7 @@ os.environ["SPOOL_DIR"] = str(WORK / "spool")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")  # no mail in the figures
 
 
 def timed(label: str, size: int, action, clear) -> float:
@@ -46,6 +47,11 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=200)
     parser.add_argument("--rows", type=int, default=512)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--pairs",
+        default="c-get/c-store",
+        help="comma-separated retrieve/store pairs for the engine, e.g. c-get/c-store,wado-rs/stow-rs",
+    )
     args = parser.parse_args()
 
     import django
@@ -77,6 +83,7 @@ def main() -> None:
         study_uid, one_uid = paths[0].parent.name, one[0].parent.name
         size = sum(p.stat().st_size for p in paths)
         print(f"study: {len(paths)} CT instances, {size / 1e6:.1f} MB; {args.runs} runs each\n", flush=True)
+        pairs = [tuple(p.split("/")) for p in args.pairs.split(",")]
         region = _region(a, b)
         orthanc_id = a.find("Study", {"StudyInstanceUID": study_uid})[0]
 
@@ -96,7 +103,11 @@ def main() -> None:
         for _ in range(args.runs):
             timed("Orthanc /peers/b/store (HTTP)", size, orthanc_store("peers"), clear)
             timed("Orthanc /modalities/b/store (C-STORE)", size, orthanc_store("modalities"), clear)
-            timed("portal engine (C-GET → spool → C-STORE)", size, lambda: _engine(region, study_uid), clear)
+            for pair in pairs:
+                _methods(*pair)
+                label = f"portal engine ({pair[0].upper()} → spool → {pair[1].upper()})"
+                timed(label, size, lambda: _engine(region, study_uid), clear)
+        _methods(*pairs[0])
         fixed = [
             timed("portal engine, one instance", one[0].stat().st_size, lambda: _engine(region, one_uid), clear)
             for _ in range(args.runs)
@@ -111,7 +122,13 @@ def main() -> None:
         b.remove()
 
 
-def _region(a, b):
+def _methods(retrieve: str, store: str) -> None:
+    from directory.models import Gateway
+
+    Gateway.objects.update(retrieve_method=retrieve, store_method=store)
+
+
+def _region(a, b, retrieve: str = "c-get", store: str = "c-store"):
     from accounts.models import Membership, User
     from directory.models import Gateway, SharingAgreement, Trust
 
@@ -125,7 +142,9 @@ def _region(a, b):
             ae_title=server.aet,
             host="127.0.0.1",
             port=server.dicom_port,
-            retrieve_method="c-get",
+            dicomweb_url=server.dicomweb_url,
+            retrieve_method=retrieve,
+            store_method=store,
         )
     user = User.objects.create_user(email="bench@example.invalid", password=None)
     Membership.objects.create(user=user, trust=ta, role="clinician")

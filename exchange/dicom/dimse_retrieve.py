@@ -184,6 +184,7 @@ def _cget(
         route=lambda info, peer: Route(spool_dir),
         on_arrival=on_arrival,
         on_quarantine=lambda record: summary.quarantined.append(record.path),
+        durable=False,  # a scratch spool: after a crash the caller retrieves again
     )
 
     def run() -> None:

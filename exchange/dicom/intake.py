@@ -115,7 +115,11 @@ class Intake:
         route: Router,
         on_arrival: ArrivalHook | None = None,
         on_quarantine: QuarantineHook | None = None,
+        durable: bool = True,
     ) -> None:
+        # durable=False skips the fsyncs, for a scratch spool that a crash throws away anyway (a
+        # retrieval's, whose caller's ledger, not the file, says what has arrived): ~2 fsyncs per instance.
+        self.durable = durable
         self.incoming_dir = incoming_dir
         self.quarantine_dir = quarantine_dir
         self.index = index
@@ -129,7 +133,7 @@ class Intake:
         try:
             peer = peer_of(event)
             temp = temp_path(self.incoming_dir)
-            size = write_durably(temp, _received_chunks(event, peer))
+            size = write_durably(temp, _received_chunks(event, peer), sync=self.durable)
             req = event.request
             received = req.DataSet.getbuffer() if req.DataSet is not None else b""
             return self.accept(
@@ -198,7 +202,7 @@ class Intake:
                 final = Path(seen.path) if route.job is None else final
             else:
                 # First time, or a new C-MOVE job asking for an instance we hold already.
-                commit(temp, final)
+                commit(temp, final, sync=self.durable)
                 if seen is None:
                     self.index.record(info.sop_instance_uid, sha256, size, final)
         arrival = Arrival(

@@ -43,19 +43,20 @@ def temp_path(folder: Path, suffix: str = ".dcm") -> Path:
     return folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}{suffix}"
 
 
-def write_durably(path: Path, chunks: Iterable[bytes | memoryview]) -> int:
-    """Write chunks to `path` (a temp name) and fsync it; return the size."""
+def write_durably(path: Path, chunks: Iterable[bytes | memoryview], *, sync: bool = True) -> int:
+    """Write chunks to `path` (a temp name) and fsync it (unless `sync` is False); return the size."""
     size = 0
     with open(path, "wb") as fh:
         for chunk in chunks:
             fh.write(chunk)
             size += len(chunk)
         fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            os.fsync(fh.fileno())
     return size
 
 
-def commit(temp: Path, final: Path) -> Path:
+def commit(temp: Path, final: Path, *, sync: bool = True) -> Path:
     """Atomically give a fsynced temp file its final name (across file systems if need be)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -71,7 +72,8 @@ def commit(temp: Path, final: Path) -> Path:
             os.fsync(dst.fileno())
         os.replace(staged, final)
         temp.unlink(missing_ok=True)
-    fsync_dir(final.parent)
+    if sync:
+        fsync_dir(final.parent)
     return final
 
 
