@@ -115,3 +115,23 @@ def test_a_finished_transfer_needs_no_slot(transfer, cget_gateway_b):
     assert slots.acquire([cget_gateway_b.pk], "another transfer")
     Transfer.objects.filter(pk=transfer.pk).update(status=Status.COMPLETED)
     assert engine.run(transfer.pk, owner="w1") == "already finished"
+
+
+def test_the_task_waits_briefly_for_a_full_gateway_and_never_gives_up_on_it(transfer, cget_gateway_b, settings):
+    from celery.exceptions import Retry
+
+    from transfers import tasks
+
+    settings.TRANSFER_RETRY_WINDOW = 0  # even a closed retry window does not fail a transfer that waits
+    cget_gateway_b.max_concurrency = 1
+    cget_gateway_b.save()
+    assert slots.acquire([cget_gateway_b.pk], "another transfer")
+
+    for _ in range(3):
+        with pytest.raises(Retry) as retried:
+            tasks.run_transfer.apply((transfer.pk,), throw=True)
+        assert 1 <= retried.value.when <= 2
+
+    transfer.refresh_from_db()
+    assert (transfer.status, transfer.transient_failures, transfer.errors) == (Status.QUEUED, 0, [])
+    assert transfer.heartbeat_at is not None  # the sweeper sees it is being looked after
