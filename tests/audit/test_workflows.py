@@ -184,6 +184,8 @@ def test_directory_changes_in_the_admin_are_recorded(rita, trust_a, trust_b, gat
             "ods_code": "RDD",
             "name": "Delta",
             "kind": "trust",
+            "reconcile_patient_id": "on",
+            "share_link_max_hours": "336",
             "gateways-TOTAL_FORMS": "0",
             "gateways-INITIAL_FORMS": "0",
         },
