@@ -173,6 +173,8 @@ def find_candidates(source: Trust, clean: dict[str, Any]) -> tuple[list[dict[str
             continue
         row = StudyRow(study, local_patient_id(study)).as_json()
         row["mismatches"] = mismatches(clean, row, study.patient_name)
+        # The patient as the PACS keys it (PatientID may be the NHS number itself, leaving no local MRN).
+        row["pacs_patient"] = [study.patient_id, study.issuer_of_patient_id]
         rows.append(row)
     return rows, ""
 
@@ -213,9 +215,9 @@ def auto_approval_applies(request: PullRequest) -> bool:
         return False
     if not request.candidates:
         return False
-    patients = {c.get("patient_id") or "" for c in request.candidates}
+    patients = {tuple(c.get("pacs_patient") or ("", "")) for c in request.candidates}
     birth_dates = {c.get("birth_date") for c in request.candidates}
-    return len(patients) == 1 and "" not in patients and birth_dates == {request.birth_date.isoformat()}
+    return len(patients) == 1 and ("", "") not in patients and birth_dates == {request.birth_date.isoformat()}
 
 
 # --- approving and declining ----------------------------------------------------------------------

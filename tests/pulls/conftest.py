@@ -86,3 +86,7 @@ def pending(bob, trust_a, trust_b, agreement) -> PullRequest:
         reason="Head injury, transferred for neurosurgery",
         candidates=[candidate(STUDY_1), candidate(STUDY_2)],
     )
+
+
+# Real Orthanc servers (trust A's and B's PACS) for the tests that query a PACS, from tests/transfers.
+from tests.transfers.conftest import pacs_pair  # noqa: E402, F401
