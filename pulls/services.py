@@ -148,9 +148,7 @@ def request_create(
             reason=request.reason,
             detail={"request": request.pk, "priority": request.priority, "candidates": len(candidates)},
         )
-        if auto_approval_applies(request):
-            _approve(request, request.candidate_uids, user=None, actor=AUTO_APPROVER, auto=True)
-        else:
+        if not (auto_approval_applies(request) and _try_auto_approve(request)):
             notifications.on_commit_new_request(request.pk)
     return request
 
@@ -218,6 +216,18 @@ def auto_approval_applies(request: PullRequest) -> bool:
     patients = {tuple(c.get("pacs_patient") or ("", "")) for c in request.candidates}
     birth_dates = {c.get("birth_date") for c in request.candidates}
     return len(patients) == 1 and ("", "") not in patients and birth_dates == {request.birth_date.isoformat()}
+
+
+def _try_auto_approve(request: PullRequest) -> bool:
+    """Approve at once; when no transfer can be set up (e.g. no gateway to retrieve from), the request
+    stays pending for a person rather than failing: it is recorded either way."""
+    try:
+        with transaction.atomic():
+            _approve(request, request.candidate_uids, user=None, actor=AUTO_APPROVER, auto=True)
+    except ValidationError:
+        request.refresh_from_db()
+        return False
+    return True
 
 
 # --- approving and declining ----------------------------------------------------------------------

@@ -186,3 +186,12 @@ def test_both_trusts_see_the_request_in_their_lists(pending, amir, bob):
     assert [r["id"] for r in api_as(amir).get(f"{URL}?direction=incoming").json()["results"]] == [pending.pk]
     assert api_as(amir).get(f"{URL}?direction=outgoing").json()["results"] == []
     assert [r["id"] for r in api_as(bob).get(f"{URL}?direction=outgoing").json()["results"]] == [pending.pk]
+
+
+def test_the_source_trusts_approvers_are_emailed_about_a_new_request(
+    bob, amir, alice, ada, agreement, gateway_a, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        assert ask(bob).status_code == 201
+    assert [sorted(m.to) for m in mail.outbox] == [["alice@a.example", "amir@a.example"]]
+    assert NHS_NUMBER not in mail.outbox[0].body

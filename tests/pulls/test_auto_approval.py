@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from audit.models import AuditEvent
-from directory.models import SharingAgreement
+from directory.models import Gateway, SharingAgreement
 from exchange import nhs
 from exchange.dicom.synthetic import SyntheticPatient, make_study
 from pulls.models import PullRequest
@@ -127,3 +127,13 @@ def test_two_patients_with_the_same_nhs_number_at_the_source_wait_for_a_person(r
     )
     body = ask(bob, person)
     assert len(body["candidates"]) == 2 and body["status"] == "pending"
+
+
+def test_when_no_transfer_can_be_set_up_an_eligible_request_waits_for_a_person(
+    region, pacs_pair, bob, trust_a, tmp_path
+):
+    Gateway.objects.filter(trust=trust_a).update(retrieve_method="c-move")  # nothing the engine retrieves by
+    person, _ = study_at_a(pacs_pair, tmp_path, 809)
+    body = ask(bob, person)
+    assert body["status"] == "pending" and body["candidates"]
+    assert not Transfer.objects.exists() and not AuditEvent.objects.filter(event_id="110113").exists()
