@@ -147,6 +147,8 @@ def test_an_unmatched_arrival_waits_then_lands_under_the_id_a_manager_chose(
     assert held_at(b, study_uid) == []  # nothing filed against a guessed patient
     assert set(waiting.instances.values_list("state", flat=True)) == {InstanceState.HELD}
     assert waiting.completed_at is None
+    progress = api_as(alice).get(f"/api/v1/transfers/{transfer_id}/").json()["progress"]
+    assert (progress["instances_total"], progress["instances_done"], progress["instances_failed"]) == (5, 0, 0)
     queue = api_as(bea).get("/api/v1/reconciliation/").json()["results"]
     item = next(i for i in queue if i["study_instance_uid"] == study_uid)
     assert (item["hold_reason"], item["held_instances"]) == ("no_match", 5)

@@ -53,3 +53,8 @@ def test_nobody_else_changes_the_switches(bob, bea, trust_a, trust_b):
     trust_b.refresh_from_db()
     trust_a.refresh_from_db()
     assert trust_b.reconcile_patient_id and trust_a.reconcile_patient_id
+
+
+def test_a_waiting_transfer_says_so_on_its_page(held, bea):  # noqa: F811
+    page = signed_in(bea).get(f"/transfers/{held.transfer_id}/").content.decode()
+    assert "Awaiting reconciliation" in page
