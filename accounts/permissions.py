@@ -31,6 +31,10 @@ class Perm(StrEnum):
     ACKNOWLEDGE_AUDIT_ALERTS = "acknowledge_audit_alerts"
     PUSH_STUDIES = "push_studies"
     MANAGE_TRANSFERS = "manage_transfers"
+    REQUEST_STUDIES = "request_studies"
+    APPROVE_REQUESTS = "approve_requests"
+    RECONCILE_ARRIVALS = "reconcile_arrivals"
+    CHANGE_RECONCILIATION_SETTINGS = "change_reconciliation_settings"
 
 
 # Which roles at the object's trust grant each permission. Regional administrators hold all of them.
@@ -47,6 +51,10 @@ _ROLES_FOR = {
     Perm.MANAGE_TRUSTS: set(),
     Perm.MANAGE_AGREEMENTS: set(),
     Perm.MANAGE_USERS: set(),
+    Perm.REQUEST_STUDIES: {Role.CLINICIAN},
+    Perm.APPROVE_REQUESTS: {Role.IMAGING_MANAGER, Role.CLINICIAN},
+    Perm.RECONCILE_ARRIVALS: {Role.IMAGING_MANAGER},
+    Perm.CHANGE_RECONCILIATION_SETTINGS: {Role.IMAGING_MANAGER},
 }
 
 # Roles an imaging manager may hand out at their own trust; only regional administrators make more.
@@ -246,3 +254,48 @@ def transfer_operations_trust_ids(user) -> set[int]:
 
 def may_view_transfer_operations(user) -> bool:
     return bool(transfer_operations_trust_ids(user))
+
+
+# --- requests (pulls): members of the requesting or the source trust see them ---------------------
+
+
+def may_request_for(user, trust_id: int) -> bool:
+    """Asking another trust for a patient's images is a clinician's act at the requesting trust."""
+    return trust_id in member_trust_ids(user, Perm.REQUEST_STUDIES)
+
+
+def may_approve_requests_at(user, trust_id: int) -> bool:
+    """Approving or declining releases patients' images: the source trust's imaging managers and
+    clinicians only, with no regional-administrator bypass (as for transfers)."""
+    return trust_id in member_trust_ids(user, Perm.APPROVE_REQUESTS)
+
+
+def visible_requests(user, queryset: QuerySet) -> QuerySet:
+    trusts = member_trust_ids(user)
+    return queryset.filter(Q(requesting_trust_id__in=trusts) | Q(source_trust_id__in=trusts))
+
+
+# --- reconciliation on arrival: the receiving trust's imaging managers -----------------------------
+
+# Trust fields an imaging manager of that trust may change; everything else is the regional administrator's.
+RECONCILIATION_SETTINGS = frozenset({"reconcile_patient_id", "prefix_accession", "prefix_study_description"})
+
+
+def visible_reconciliations(user, queryset: QuerySet) -> QuerySet:
+    """Held arrivals carry patient identity: only the receiving trust's imaging managers see them."""
+    return queryset.filter(destination_id__in=member_trust_ids(user, Perm.RECONCILE_ARRIVALS))
+
+
+def may_reconcile_at(user, trust_id: int) -> bool:
+    return trust_id in member_trust_ids(user, Perm.RECONCILE_ARRIVALS)
+
+
+def may_change_trust(user, trust_id: int, fields: set[str]) -> bool:
+    """Regional administrators change any field; a trust's imaging managers only its reconciliation switches."""
+    if is_regional_admin(user):
+        return True
+    return (
+        bool(fields)
+        and fields <= RECONCILIATION_SETTINGS
+        and has_perm_at(user, Perm.CHANGE_RECONCILIATION_SETTINGS, trust_id)
+    )

@@ -84,6 +84,13 @@ REQUEST_APPROVED = _spec(
 REQUEST_DECLINED = _spec(
     "request decline", EventID.QUERY, Action.UPDATE, LocalEventType.REQUEST_DECLINED, "trust peer_trust reason"
 )
+REQUEST_ESCALATED = _spec(
+    "request escalation",
+    EventID.QUERY,
+    Action.UPDATE,
+    needs="trust peer_trust",
+    description="An unanswered request escalated by email to the source trust's approvers.",
+)
 EMERGENCY_AUTO_APPROVAL = _spec(
     "emergency auto-approval",
     EventID.SECURITY_ALERT,

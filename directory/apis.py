@@ -39,7 +39,11 @@ class TrustViewSet(
         )
 
     def perform_update(self, serializer: BaseSerializer) -> None:
-        perms.require(perms.is_regional_admin(self.request.user), "Only regional administrators change trusts.")
+        perms.require(
+            perms.may_change_trust(self.request.user, serializer.instance.pk, set(serializer.validated_data)),
+            "Only regional administrators change trusts; a trust's imaging managers may change only its "
+            f"reconciliation settings ({', '.join(sorted(perms.RECONCILIATION_SETTINGS))}).",
+        )
         run_service(
             services.trust_save,
             actor=actor_from_request(self.request),

@@ -60,6 +60,8 @@ INSTALLED_APPS = [
     "audit",
     "exchange",
     "transfers",
+    "pulls",
+    "reconciliation",
 ]
 
 MIDDLEWARE = [
@@ -296,6 +298,22 @@ TRANSFER_TIME_LIMIT = env.int("TRANSFER_TIME_LIMIT", default=6 * 3600 + 300)
 if TRANSFER_LEASE_SECONDS < 5 or TRANSFER_RETRY_WINDOW < 0 or not 0 < TRANSFER_SOFT_TIME_LIMIT < TRANSFER_TIME_LIMIT:
     raise ImproperlyConfigured("TRANSFER_* settings: lease >= 5 s, window >= 0, soft limit below the hard limit.")
 CELERY_BEAT_SCHEDULE["transfers-sweep-stalled"] = {"task": "transfers.sweep_stalled", "schedule": 60.0}
+
+# Requests (pulls/): an unanswered request is escalated by email to the source trust's approvers after
+# this many seconds, per priority; beat looks for overdue ones every REQUEST_ESCALATION_SCAN_SECONDS.
+REQUEST_ESCALATE_AFTER = {
+    "trauma": env.int("REQUEST_ESCALATE_TRAUMA_SECONDS", default=10 * 60),
+    "urgent": env.int("REQUEST_ESCALATE_URGENT_SECONDS", default=60 * 60),
+    "routine": env.int("REQUEST_ESCALATE_ROUTINE_SECONDS", default=8 * 3600),
+}
+REQUEST_ESCALATION_SCAN_SECONDS = env.int("REQUEST_ESCALATION_SCAN_SECONDS", default=60)
+if min(REQUEST_ESCALATE_AFTER.values()) < 1 or REQUEST_ESCALATION_SCAN_SECONDS < 1:
+    raise ImproperlyConfigured("REQUEST_ESCALATE_*_SECONDS and REQUEST_ESCALATION_SCAN_SECONDS must be positive.")
+CELERY_BEAT_SCHEDULE["pulls-escalate-overdue"] = {
+    "task": "pulls.escalate_overdue",
+    "schedule": float(REQUEST_ESCALATION_SCAN_SECONDS),
+    "options": {"queue": "default"},
+}
 
 # Security headers. HTTPS-only settings are on unless DEBUG (or under the test runner).
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)

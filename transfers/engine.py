@@ -34,6 +34,7 @@ from audit.codes import Outcome
 from audit.context import system_actor
 from directory.gateways import gateway_client
 from exchange.dicom import GatewayClient, GatewayError, RetrievedInstance, StudyQuery
+from reconciliation import services as reconciliation
 
 from . import notifications, slots
 from .models import FINISHED, InstanceState, Status, Transfer, TransferInstance
@@ -152,7 +153,11 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
         _beat(transfer, owner, Status.VERIFYING)
         with _keepalive(transfer, owner):
             _verify(transfer, clients.destination)
-        return _finish(transfer, owner)
+        if reconciliation.wait_for_reconciliation(transfer, owner):
+            return Status.AWAITING_RECONCILIATION
+        status = _finish(transfer, owner)
+        reconciliation.transfer_finished(transfer_id)
+        return status
     except Stopped:
         _record_cancelled(transfer_id, owner)
         return "stopped"
@@ -339,6 +344,7 @@ def _sha256(path: Path) -> str:
 def _store_batch(transfer: Transfer, owner: str, destination: GatewayClient, batch: list[RetrievedInstance]) -> None:
     try:
         to_send = _mark_retrieved(transfer, batch)
+        to_send = reconciliation.prepare_batch(transfer, destination, to_send)  # rewrite, or hold in its queue
         if not to_send:
             return
         if transfer.status != Status.SENDING:

@@ -22,6 +22,8 @@ class Status(models.TextChoices):
     COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    # Everything else has arrived or failed; some instances wait in the destination's reconciliation queue.
+    AWAITING_RECONCILIATION = "awaiting_reconciliation", "Awaiting reconciliation"
 
 
 ACTIVE = (Status.QUEUED, Status.RETRIEVING, Status.SENDING, Status.VERIFYING)
@@ -75,6 +77,8 @@ class InstanceState(models.TextChoices):
     RETRIEVED = "retrieved", "Retrieved"
     STORED = "stored", "Stored"
     FAILED = "failed", "Failed"
+    # Kept on disk in the destination trust's reconciliation queue: not sent yet, never reported as sent.
+    HELD = "held", "Held for reconciliation"
 
 
 class TransferInstance(models.Model):

@@ -202,3 +202,27 @@ def transfer_bulk_change(*, action: str, transfers: list[Transfer], user, actor:
     if invalid:
         raise ValidationError({"transfers": [*invalid, "Nothing was changed."]})
     return changed
+
+
+def transfer_create_for_request(
+    *, source: Trust, destination: Trust, study_instance_uids: Iterable[str], priority: str, reason: str, requested_by
+) -> Transfer:
+    """The transfer an approved request (pulls.services) starts: the caller has checked who approved it and
+    records the approval; this checks the agreement and the gateways like a push. `requested_by` is the
+    clinician who asked, so they may follow, cancel or retry it."""
+    if not agreement_allows(source, destination):
+        raise ValidationError(
+            {"source_trust": f"No active sharing agreement lets {source.ods_code} send to {destination.ods_code}."}
+        )
+    transfer = Transfer.objects.create(
+        source=source,
+        destination=destination,
+        source_gateway=_gateway(source, retrieve=True),
+        destination_gateway=_gateway(destination, retrieve=False),
+        study_instance_uids=_clean_uids(list(study_instance_uids)),
+        priority=priority,
+        reason=reason,
+        requested_by=requested_by,
+    )
+    _enqueue_on_commit(transfer)
+    return transfer

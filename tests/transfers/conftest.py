@@ -106,3 +106,12 @@ def big_study(tmp_path_factory: pytest.TempPathFactory, pacs_pair) -> Study:
     paths = make_study(tmp_path_factory.mktemp("transfer-big-study"), modality="CT", n_instances=160, seed=72)
     pacs_pair[0].upload(paths)
     return Study(paths[0].parent.name, paths)
+
+
+@pytest.fixture
+def trust_b(trust_b: Trust) -> Trust:
+    """The engine's own tests move studies as they are: reconciliation on arrival (on by default, and
+    holding arrivals of patients B does not know) has its own tests in tests/reconciliation/."""
+    trust_b.reconcile_patient_id = trust_b.prefix_accession = trust_b.prefix_study_description = False
+    trust_b.save()
+    return trust_b

@@ -1,0 +1,421 @@
+"""Reconciliation on arrival: decide once per study how it is filed at the destination, rewrite or hold
+its instances, and, when an imaging manager resolves a held study, forward it under the chosen patient.
+
+Nothing is filed against a guessed patient: only exactly one local patient with the NHS number and the
+same birth date is a match; anything else waits in the queue (on disk, fsynced) for a person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from accounts import permissions as perms
+from audit import catalogue
+from audit.codes import ActorType, Outcome
+from audit.context import Actor, system_actor
+from directory.models import Trust
+from exchange.dicom import GatewayClient, RetrievedInstance, StudyQuery
+from exchange.dicom.identity import NHS_ISSUER
+from transfers.models import InstanceState, Status, Transfer, TransferInstance
+
+from . import rewrite
+from .models import HoldReason, StudyReconciliation
+from .models import Outcome as Filed
+
+ACTOR = system_actor("reconciliation on arrival")
+_BAD_ID = re.compile(r"[\\\x00-\x1f\x7f]")
+
+
+def queue_dir(item_id: int) -> Path:
+    return Path(settings.SPOOL_DIR) / "reconciliation" / str(item_id)
+
+
+# --- the decision ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalPatient:
+    patient_id: str
+    issuer: str
+    birth_dates: frozenset[str]
+    names: frozenset[str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "patient_id": self.patient_id,
+            "issuer": self.issuer,
+            "birth_dates": sorted(self.birth_dates),
+            "names": sorted(self.names),
+        }
+
+
+def _local_id(study, issuer: str) -> tuple[str, str] | None:
+    """The destination's own MRN in a study it holds: its issuer's ID, in PatientID or an Other Patient
+    ID; a PatientID with no issuer at all counts as the PACS's own (many PACS never fill the issuer)."""
+    wanted = issuer.upper()
+    slots = [(study.patient_id, study.issuer_of_patient_id, True)] + [
+        (o.patient_id, o.issuer, False) for o in study.other_patient_ids
+    ]
+    for pid, pid_issuer, primary in slots:
+        if not pid or pid == study.nhs_number or pid_issuer.upper() == NHS_ISSUER:
+            continue
+        if (wanted and pid_issuer.upper() == wanted) or (not pid_issuer and primary):
+            return pid, pid_issuer or issuer
+        if not wanted and pid_issuer:
+            return pid, pid_issuer
+    return None
+
+
+def find_local_patients(
+    client: GatewayClient, *, nhs_number: str, issuer: str, exclude_study: str
+) -> list[LocalPatient]:
+    """C-FIND / QIDO-RS of the destination's PACS by NHS number, grouped into patients by local MRN."""
+    found: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for study in client.find_studies(StudyQuery(nhs_number=nhs_number)):
+        if study.study_instance_uid == exclude_study:
+            continue  # the very study being sent, from an earlier run: not evidence of a local patient
+        local = _local_id(study, issuer)
+        if local is None:
+            continue
+        entry = found.setdefault(local, {"birth_dates": set(), "names": set()})
+        if study.birth_date:
+            entry["birth_dates"].add(study.birth_date)
+        if study.patient_name:
+            entry["names"].add(study.patient_name)
+    return [
+        LocalPatient(pid, iss, frozenset(v["birth_dates"]), frozenset(v["names"]))
+        for (pid, iss), v in sorted(found.items())
+    ]
+
+
+def _decide(transfer: Transfer, client: GatewayClient, study_uid: str, sample: Path) -> dict[str, Any]:
+    """Fields of the study's reconciliation row: matched, unchanged, or held with a reason."""
+    destination: Trust = transfer.destination
+    source = rewrite.read_identity(sample)
+    fields: dict[str, Any] = {
+        "nhs_number": source.nhs_number,
+        "patient_name": source.patient_name[:200],
+        "birth_date": source.birth_date[:8],
+        "sex": source.sex[:16],
+        "source_patient_id": source.patient_id[:64],
+        "source_issuer": source.issuer[:64],
+    }
+    if not destination.reconcile_patient_id:
+        return {**fields, "outcome": Filed.UNCHANGED}
+    if not source.nhs_number:
+        return {**fields, "outcome": Filed.HELD, "hold_reason": HoldReason.NO_NHS_NUMBER}
+    patients = find_local_patients(
+        client, nhs_number=source.nhs_number, issuer=destination.patient_id_issuer, exclude_study=study_uid
+    )
+    fields["candidates"] = [p.as_json() for p in patients]
+    if not patients:
+        return {**fields, "outcome": Filed.HELD, "hold_reason": HoldReason.NO_MATCH}
+    if len(patients) > 1:
+        return {**fields, "outcome": Filed.HELD, "hold_reason": HoldReason.SEVERAL_MATCHES}
+    patient = patients[0]
+    if not source.birth_date or not patient.birth_dates:
+        return {**fields, "outcome": Filed.HELD, "hold_reason": HoldReason.BIRTH_DATE_MISSING}
+    if patient.birth_dates != {source.birth_date}:
+        detail = f"sent {source.birth_date}, held locally {', '.join(sorted(patient.birth_dates))}"
+        return {**fields, "outcome": Filed.HELD, "hold_reason": HoldReason.BIRTH_DATE_CONFLICT, "detail": detail}
+    return {**fields, "outcome": Filed.MATCHED, "patient_id": patient.patient_id, "issuer": patient.issuer}
+
+
+def decision_for(transfer: Transfer, client: GatewayClient, study_uid: str, sample: Path) -> StudyReconciliation:
+    """The study's decision, made once (a resumed transfer reuses it) and put on the audit trail."""
+    existing = StudyReconciliation.objects.filter(transfer=transfer, study_instance_uid=study_uid).first()
+    if existing:
+        return existing
+    fields = _decide(transfer, client, study_uid, sample)
+    with transaction.atomic():
+        item, created = StudyReconciliation.objects.get_or_create(
+            transfer=transfer,
+            study_instance_uid=study_uid,
+            defaults={"destination": transfer.destination, **fields},
+        )
+        if created and item.outcome in (Filed.MATCHED, Filed.HELD):
+            spec = catalogue.RECONCILED if item.outcome == Filed.MATCHED else catalogue.RECONCILIATION_HELD
+            spec.record(
+                actor=ACTOR,
+                trust=transfer.destination.ods_code,
+                peer_trust=transfer.source.ods_code,
+                nhs_number=item.nhs_number,
+                patient_id=item.patient_id or item.source_patient_id,
+                study_uids=[study_uid],
+                detail={
+                    "transfer": transfer.pk,
+                    "reconciliation": item.pk,
+                    "outcome": item.outcome,
+                    **({"hold_reason": item.hold_reason} if item.hold_reason else {}),
+                },
+            )
+    return item
+
+
+def rewrite_for(item: StudyReconciliation, transfer: Transfer) -> rewrite.Rewrite:
+    destination = transfer.destination
+    return rewrite.Rewrite(
+        patient_id=item.patient_id if item.outcome in (Filed.MATCHED, Filed.RESOLVED) else None,
+        issuer=item.issuer,
+        prefix=transfer.source.ods_code,
+        prefix_accession=destination.prefix_accession,
+        prefix_description=destination.prefix_study_description,
+    )
+
+
+# --- the engine's hooks ---------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def prepare_batch(transfer: Transfer, client: GatewayClient, batch: list[RetrievedInstance]) -> list[RetrievedInstance]:
+    """Just before a batch is stored: rewrite what may go (the ledger gets the rewritten bytes' hash) and
+    move what must wait into the queue's folder, marking it `held`. Returns what to send now."""
+    send: list[RetrievedInstance] = []
+    by_study: dict[str, list[RetrievedInstance]] = {}
+    for item in batch:
+        by_study.setdefault(item.study_instance_uid, []).append(item)
+    for study_uid, items in by_study.items():
+        decision = decision_for(transfer, client, study_uid, items[0].path)
+        if decision.outcome == Filed.HELD:
+            _hold(transfer, decision, items)
+            continue
+        change = rewrite_for(decision, transfer)
+        if change.changes_anything:
+            for item in items:
+                rewrite.rewrite_file(item.path, change)
+            _record_hashes(transfer, items)
+        send.extend(items)
+    return send
+
+
+def _record_hashes(transfer: Transfer, items: list[RetrievedInstance]) -> None:
+    hashes = {item.sop_instance_uid: (_sha256(item.path), item.path.stat().st_size) for item in items}
+    with transaction.atomic():
+        rows = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=hashes))
+        for row in rows:
+            row.sha256, row.size = hashes[row.sop_instance_uid]
+        TransferInstance.objects.bulk_update(rows, ["sha256", "size", "updated_at"])
+
+
+def _hold(transfer: Transfer, decision: StudyReconciliation, items: list[RetrievedInstance]) -> None:
+    folder = queue_dir(decision.pk)
+    for item in items:  # safe on disk first; a crash before the ledger update just holds it again
+        rewrite.keep_safe(item.path, folder)
+    with transaction.atomic():
+        rows = list(
+            transfer.instances.select_for_update().filter(sop_instance_uid__in=[i.sop_instance_uid for i in items])
+        )
+        for row in rows:
+            row.state, row.last_error = InstanceState.HELD, "waiting in the reconciliation queue"
+        TransferInstance.objects.bulk_update(rows, ["state", "last_error", "updated_at"])
+
+
+def wait_for_reconciliation(transfer: Transfer, owner: str) -> bool:
+    """Called where the engine would finish: with instances held, the transfer waits instead (never
+    `completed`: held instances have not been sent). True when it now waits."""
+    if not transfer.instances.filter(state=InstanceState.HELD).exists():
+        return False
+    with transaction.atomic():
+        locked = Transfer.objects.select_for_update().get(pk=transfer.pk)
+        if locked.lease_owner != owner or locked.status in (Status.CANCELLED, Status.FAILED):
+            return False  # cancelled meanwhile: the engine's own path reports it
+        locked.status = Status.AWAITING_RECONCILIATION
+        locked.first_transient_error_at, locked.transient_failures = None, 0
+        locked.save(update_fields=["status", "first_transient_error_at", "transient_failures"])
+    # A study resolved while the engine was still sending has its forward task waiting for this.
+    for item_id in StudyReconciliation.objects.filter(transfer=transfer, outcome=Filed.RESOLVED).values_list(
+        "pk", flat=True
+    ):
+        _enqueue_forward(item_id, transfer.queue)
+    return True
+
+
+def transfer_finished(transfer_id: int) -> None:
+    """After a transfer has ended: tell whoever asked for it (pulls) that the images arrived."""
+    from pulls.services import request_notify_arrival  # pulls depends on transfers, not the reverse
+
+    if Transfer.objects.filter(pk=transfer_id, status__in=(Status.COMPLETED, Status.COMPLETED_WITH_ERRORS)).exists():
+        request_notify_arrival(transfer_id)
+
+
+# --- resolution by an imaging manager -------------------------------------------------------------
+
+
+def _clean_id(value: str, field: str, *, required: bool) -> str:
+    value = (value or "").strip()
+    if not value and required:
+        raise ValidationError({field: "Required: the local patient ID to file these images under."})
+    if len(value) > 64 or _BAD_ID.search(value):
+        raise ValidationError({field: "At most 64 characters, without backslashes or control characters."})
+    return value
+
+
+@transaction.atomic
+def reconciliation_resolve(
+    *,
+    item: StudyReconciliation,
+    user,
+    patient_id: str = "",
+    issuer: str = "",
+    new_patient: bool = False,
+    actor: Actor | None = None,
+) -> StudyReconciliation:
+    """An imaging manager of the receiving trust names the local patient (or accepts a new one); the held
+    instances are then rewritten and forwarded by a task. A new patient without an MRN is filed under the
+    NHS number (issuer NHS): the one identity that is certain, never a guess."""
+    item = StudyReconciliation.objects.select_for_update().select_related("transfer", "destination").get(pk=item.pk)
+    if not perms.may_reconcile_at(user, item.destination_id):
+        raise PermissionDenied(f"Only imaging managers of {item.destination.ods_code} may resolve its arrivals.")
+    if item.outcome != Filed.HELD:
+        raise ValidationError({"detail": f"This arrival is not waiting: {item.get_outcome_display().lower()}."})
+    if item.transfer.status in (Status.CANCELLED, Status.FAILED):
+        raise ValidationError({"detail": "Its transfer was cancelled or failed; retry the transfer first."})
+    patient_id = _clean_id(patient_id, "patient_id", required=not (new_patient and item.nhs_number))
+    issuer = _clean_id(issuer, "issuer", required=False)
+    if not patient_id:
+        patient_id, issuer = item.nhs_number, NHS_ISSUER
+    item.patient_id = patient_id
+    item.issuer = issuer or item.destination.patient_id_issuer
+    item.new_patient = bool(new_patient)
+    item.outcome = Filed.RESOLVED
+    item.resolved_by = user
+    item.resolved_at = timezone.now()
+    item.save()
+    catalogue.RECONCILED.record(
+        actor=actor or Actor(type=ActorType.USER, user_id=user.pk, label=user.email),
+        trust=item.destination.ods_code,
+        peer_trust=item.transfer.source.ods_code,
+        nhs_number=item.nhs_number,
+        patient_id=item.patient_id,
+        study_uids=[item.study_instance_uid],
+        detail={
+            "transfer": item.transfer_id,
+            "reconciliation": item.pk,
+            "outcome": "resolved",
+            "issuer": item.issuer,
+            "new_patient": item.new_patient,
+            "hold_reason": item.hold_reason,
+        },
+    )
+    if item.transfer.status == Status.AWAITING_RECONCILIATION:
+        item_id, queue = item.pk, item.transfer.queue
+        transaction.on_commit(lambda: _enqueue_forward(item_id, queue))
+    return item
+
+
+def _enqueue_forward(item_id: int, queue: str) -> None:
+    from .tasks import forward_held
+
+    forward_held.apply_async((item_id,), queue=queue)
+
+
+# --- forwarding what was held ---------------------------------------------------------------------
+
+
+def reconciliation_forward(item_id: int, client: GatewayClient) -> int:
+    """Rewrite the resolved study's held files, store them at the destination, verify, update the ledger
+    and, once nothing of the transfer waits any more, finish it. Returns how many were stored.
+
+    Raises GatewayError when the destination cannot take them now (the task retries; files stay)."""
+    item = StudyReconciliation.objects.select_related("transfer__source", "transfer__destination").get(pk=item_id)
+    transfer = item.transfer
+    if item.outcome != Filed.RESOLVED or transfer.status != Status.AWAITING_RECONCILIATION:
+        return 0
+    folder = queue_dir(item.pk)
+    rows = {
+        r.sop_instance_uid: r
+        for r in transfer.instances.filter(study_instance_uid=item.study_instance_uid, state=InstanceState.HELD)
+    }
+    paths = [folder / f"{uid}.dcm" for uid in rows]
+    missing = [p.stem for p in paths if not p.exists()]
+    change = rewrite_for(item, transfer)
+    present = [p for p in paths if p.exists()]
+    for path in present:
+        rewrite.rewrite_file(path, change)
+    stored: dict[str, tuple[str, int]] = {}
+    refused: dict[str, str] = {}
+    for start in range(0, len(present), 16):
+        chunk = present[start : start + 16]
+        for path, result in zip(chunk, client.store(chunk), strict=True):
+            if result.ok:
+                stored[path.stem] = (_sha256(path), path.stat().st_size)
+            elif result.permanent:
+                refused[path.stem] = result.message or "refused by the destination"
+            else:
+                raise_transient(result.message)
+    listed = {i.sop_instance_uid for i in client.find_instances(item.study_instance_uid)}
+    with transaction.atomic():
+        locked = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=rows))
+        for row in locked:
+            uid = row.sop_instance_uid
+            if uid in stored and uid in listed:
+                row.state, row.last_error = InstanceState.STORED, ""
+                row.sha256, row.size = stored[uid]
+            elif uid in stored:
+                row.state = InstanceState.FAILED
+                row.last_error = f"{client.config.name} accepted it but does not list it in its index"
+            elif uid in refused:
+                row.state, row.last_error = InstanceState.FAILED, refused[uid]
+            elif uid in missing:
+                row.state, row.last_error = InstanceState.FAILED, "its held copy is missing from the queue folder"
+        TransferInstance.objects.bulk_update(locked, ["state", "last_error", "sha256", "size", "updated_at"])
+        StudyReconciliation.objects.filter(pk=item.pk).update(forwarded_at=timezone.now(), forward_error="")
+    for uid in stored:
+        if uid in listed:
+            (folder / f"{uid}.dcm").unlink(missing_ok=True)
+    _finish_if_nothing_waits(transfer.pk)
+    return sum(1 for uid in stored if uid in listed)
+
+
+def raise_transient(message: str) -> None:
+    from exchange.dicom import GatewayError
+
+    raise GatewayError(message or "the destination refused for now; trying again", permanent=False)
+
+
+def _finish_if_nothing_waits(transfer_id: int) -> None:
+    from transfers.engine import record_completion  # the engine's own 110104 record
+
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
+        if transfer.status != Status.AWAITING_RECONCILIATION:
+            return
+        states = list(transfer.instances.values_list("state", flat=True))
+        if InstanceState.HELD in states:
+            return
+        counts = {
+            "total": len(states),
+            "stored": states.count(InstanceState.STORED),
+            "failed": states.count(InstanceState.FAILED),
+        }
+        failed = transfer.instances.filter(state=InstanceState.FAILED)
+        transfer.errors = [e for e in transfer.errors if "sop_instance_uid" not in e] + [
+            {"sop_instance_uid": uid, "study_instance_uid": study, "error": error}
+            for uid, study, error in failed.values_list("sop_instance_uid", "study_instance_uid", "last_error")[:200]
+        ]
+        if not transfer.errors:
+            transfer.status, outcome = Status.COMPLETED, Outcome.SUCCESS
+        elif counts["stored"]:
+            transfer.status, outcome = Status.COMPLETED_WITH_ERRORS, Outcome.MINOR_FAILURE
+        else:
+            transfer.status, outcome = Status.FAILED, Outcome.SERIOUS_FAILURE
+        transfer.completed_at = timezone.now()
+        transfer.save(update_fields=["status", "errors", "completed_at"])
+        record_completion(transfer, outcome, counts)
+    transfer_finished(transfer_id)

@@ -1,0 +1,122 @@
+"""The engine's reconciliation hook in this process against real Orthanc A and B: the trust's switches,
+several local patients, and the ledger's hash of what was really sent."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+
+from directory.models import SharingAgreement
+from exchange import nhs
+from exchange.dicom.synthetic import SyntheticPatient, make_study
+from reconciliation.models import StudyReconciliation
+from tests.transfers.peers import orthanc_gateway
+from transfers import engine, services
+from transfers.models import InstanceState, Status, Transfer
+
+pytestmark = [pytest.mark.django_db, pytest.mark.interop]
+
+
+@pytest.fixture
+def region(pacs_pair, trust_a, trust_b, settings, tmp_path):
+    settings.SPOOL_DIR = tmp_path / "spool"
+    SharingAgreement.objects.create(trust_a=trust_a, trust_b=trust_b)
+    a, b = pacs_pair
+    return orthanc_gateway(trust_a, a), orthanc_gateway(trust_b, b)
+
+
+def person(seed: int, local_id: str, issuer: str) -> SyntheticPatient:
+    return SyntheticPatient(
+        nhs_number=nhs.synthetic(random.Random(seed)),
+        family_name="Patel",
+        given_name="José",
+        birth_date="19900101",
+        sex="M",
+        local_id=local_id,
+        local_issuer=issuer,
+    )
+
+
+def send(alice, trust_a, trust_b, paths) -> int:
+    transfer = services.transfer_create(
+        source=trust_a,
+        destination=trust_b,
+        study_instance_uids=[paths[0].parent.name],
+        priority="urgent",
+        reason="Follow-up at the tertiary centre",
+        requested_by=alice,
+    )
+    return transfer.pk
+
+
+def test_with_patient_id_reconciliation_off_only_the_prefixes_apply(
+    region, pacs_pair, alice, trust_a, trust_b, tmp_path: Path
+):
+    trust_b.reconcile_patient_id = False
+    trust_b.save()
+    patient = person(901, "RAA0000901", "RAA_MRN")
+    paths = make_study(
+        tmp_path,
+        modality="CT",
+        n_instances=3,
+        patient=patient,
+        nhs_store="other-ids",
+        accession_number="X901",
+        description="CT abdomen",
+        seed=901,
+    )
+    pacs_pair[0].upload(paths)
+    transfer_id = send(alice, trust_a, trust_b, paths)
+
+    clients = engine.clients_for(Transfer.objects.get(pk=transfer_id))
+    sent_hashes: dict[str, str] = {}
+    real_store = clients.destination.store
+
+    def store_and_note(paths):  # the real C-STORE, noting the hash of exactly the bytes it was given
+        paths = list(paths)
+        for path in paths:
+            sent_hashes[Path(path).stem] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return real_store(paths)
+
+    clients.destination.store = store_and_note
+
+    assert engine.run(transfer_id, owner="test", clients=clients) == Status.COMPLETED
+
+    b = pacs_pair[1]
+    ledger = {r.sop_instance_uid: r.sha256 for r in StudyReconciliation.objects.get().transfer.instances.all()}
+    assert ledger == sent_hashes  # the ledger holds the hash of the rewritten bytes that were sent
+    for oid in b.find("Instance", {"StudyInstanceUID": paths[0].parent.name}):
+        ds = dcmread(io.BytesIO(b.instance_file(oid)), stop_before_pixels=True)
+        assert (ds.PatientID, ds.IssuerOfPatientID) == ("RAA0000901", "RAA_MRN")  # as sent
+        assert (ds.AccessionNumber, ds.StudyDescription) == ("RAAX901", "RAA CT abdomen")
+    assert StudyReconciliation.objects.get().outcome == "unchanged"
+
+
+def test_several_local_patients_with_the_nhs_number_are_held(region, pacs_pair, alice, trust_a, trust_b, tmp_path):
+    sent = person(902, "RAA0000902", "RAA_MRN")
+    for n, mrn in enumerate(("RBB0000001", "RBB0000002")):  # a duplicate registration at B
+        local = SyntheticPatient(**{**sent.__dict__, "local_id": mrn, "local_issuer": "RBB_MRN"})
+        pacs_pair[1].upload(
+            make_study(
+                tmp_path / f"b{n}", modality="CR", n_instances=1, patient=local, nhs_store="other-ids", seed=910 + n
+            )
+        )
+    paths = make_study(tmp_path / "a", modality="CT", n_instances=2, patient=sent, nhs_store="other-ids", seed=902)
+    pacs_pair[0].upload(paths)
+    transfer_id = send(alice, trust_a, trust_b, paths)
+
+    assert engine.run(transfer_id, owner="test") == Status.AWAITING_RECONCILIATION
+
+    item = StudyReconciliation.objects.get()
+    assert item.hold_reason == "several_matches"
+    assert sorted(c["patient_id"] for c in item.candidates) == ["RBB0000001", "RBB0000002"]
+    assert set(item.transfer.instances.values_list("state", flat=True)) == {InstanceState.HELD}
+    assert pacs_pair[1].find("Instance", {"StudyInstanceUID": paths[0].parent.name}) == []
+    # A second pass (a redelivered task) neither re-decides nor sends anything.
+    assert engine.run(transfer_id, owner="test-2") == Status.AWAITING_RECONCILIATION
+    assert StudyReconciliation.objects.count() == 1
