@@ -39,7 +39,7 @@ def transfer_finished(transfer_id: int) -> int:
     transfer = Transfer.objects.select_related("source", "destination", "requested_by").get(pk=transfer_id)
     sent = 0
     try:
-        if transfer.status in TELL_REQUESTER and transfer.requested_by.is_active:
+        if transfer.status in TELL_REQUESTER and transfer.requested_by.is_active and not _told_by_request(transfer):
             sent += _send(transfer, [transfer.requested_by.email], _requester_text(transfer))
         if transfer.status in TELL_DESTINATION:
             # The requester already has their own message, even if they also manage the destination.
@@ -49,6 +49,15 @@ def transfer_finished(transfer_id: int) -> int:
     except Exception:
         log.exception("transfer_email_failed", transfer_id=transfer_id, status=transfer.status)
     return sent
+
+
+def _told_by_request(transfer: Transfer) -> bool:
+    """An approved request's arrival is announced by pulls.services with the request's own context;
+    one message to the requester about the same images is enough."""
+    return (
+        transfer.status in TELL_DESTINATION
+        and Transfer.objects.filter(pk=transfer.pk, pull_request__isnull=False).exists()
+    )
 
 
 def _send(transfer: Transfer, recipients: list[str], text: tuple[str, str]) -> int:

@@ -130,9 +130,9 @@ def test_two_patients_with_the_same_nhs_number_at_the_source_wait_for_a_person(r
 
 
 def test_when_no_transfer_can_be_set_up_an_eligible_request_waits_for_a_person(
-    region, pacs_pair, bob, trust_a, tmp_path
+    region, pacs_pair, bob, trust_b, tmp_path
 ):
-    Gateway.objects.filter(trust=trust_a).update(retrieve_method="c-move")  # nothing the engine retrieves by
+    Gateway.objects.filter(trust=trust_b).delete()  # nowhere at the requesting trust to send the images to
     person, _ = study_at_a(pacs_pair, tmp_path, 809)
     body = ask(bob, person)
     assert body["status"] == "pending" and body["candidates"]
