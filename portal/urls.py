@@ -11,6 +11,7 @@ from accounts.apis import MembershipViewSet, MeView, UserViewSet
 from audit.apis import AuditAlertViewSet, AuditEventViewSet
 from directory.apis import AgreementViewSet, GatewayViewSet, TrustViewSet
 from exchange.apis import StudyDetailView, StudyListView
+from sharing.apis import ShareLinkViewSet
 from transfers.apis import TransferViewSet
 
 from .health import healthz
@@ -28,6 +29,7 @@ router.register("agreements", AgreementViewSet, basename="agreement")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 router.register("audit-alerts", AuditAlertViewSet, basename="audit-alert")
 router.register("transfers", TransferViewSet, basename="transfer")
+router.register("share-links", ShareLinkViewSet, basename="share-link")
 
 api_v1 = [
     path("me/", MeView.as_view(), name="me"),
@@ -40,6 +42,7 @@ urlpatterns = [
     path("", include("directory.urls")),
     path("", include("exchange.urls")),
     path("", include("transfers.urls")),
+    path("", include("sharing.urls")),
     path("accounts/", include("allauth.urls")),
     path("audit/", include("audit.urls")),
     path("admin/", admin.site.urls),
