@@ -22,7 +22,6 @@ from exchange.dicom.synthetic import make_study
 from sharing import services, staging
 from sharing.models import ShareLink, Staging
 
-
 REAL_TASK_FIXTURES = {"share_worker", "live_stack"}
 
 
