@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, generate_uid
 from pynetdicom.sop_class import BasicTextSRStorage, ComputedRadiographyImageStorage, CTImageStorage
 
 from exchange.dicom.synthetic import make_study
@@ -369,3 +370,35 @@ def test_the_rendered_cache_is_bounded_in_bytes(synthetic_ct, monkeypatch):
     for width in range(100, 120):
         render(synthetic_ct, center=40, width=width)
     assert 0 < len(rendering._rendered) <= 5
+
+
+def test_a_jpeg_baseline_colour_image_is_shown_in_rgb(tmp_path):
+    rgb = np.zeros((16, 16, 3), np.uint8)
+    rgb[:8] = (200, 30, 30)
+    rgb[8:] = (30, 30, 200)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buffer, format="JPEG", quality=95, subsampling=0)
+    path = image_file(tmp_path, np.zeros((16, 16), np.uint8))
+    ds = dcmread(path)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "YBR_FULL", 0
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(path)
+    image = Image.open(io.BytesIO(render(path)))
+    assert image.mode == "RGB"
+    assert np.abs(np.asarray(image).astype(int) - rgb).max() <= 8
+
+
+def test_a_palette_colour_image_is_shown_through_its_lookup_tables(tmp_path):
+    path = image_file(tmp_path, np.array([[0, 1], [2, 3]], np.uint8))
+    ds = dcmread(path)
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    tables = {"Red": [0, 65535, 0, 0], "Green": [0, 0, 65535, 0], "Blue": [0, 0, 0, 65535]}
+    for colour, values in tables.items():
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [4, 0, 16])
+        ds[f"{colour}PaletteColorLookupTableDescriptor"].VR = "US"
+        setattr(ds, f"{colour}PaletteColorLookupTableData", np.array(values, "<u2").tobytes())
+    ds.save_as(path)
+    image = np.asarray(Image.open(io.BytesIO(render(path))))
+    assert image.tolist() == [[[0, 0, 0], [255, 0, 0]], [[0, 255, 0], [0, 0, 255]]]
