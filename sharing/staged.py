@@ -14,6 +14,8 @@ import math
 import os
 import re
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,14 @@ from pydicom.multival import MultiValue
 CACHE_NAME = ".manifest.json"
 CACHE_VERSION = 1
 SUFFIX = ".dcm"
+MEMO_ENTRIES = 64
+QUIET_NS = 2_000_000_000
 UID_PATTERN = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 """A DICOM UID (PS3.5 9.1): digits and dots, at most 64 characters. Nothing else can reach a path."""
+
+
+_memo: dict[str, tuple[int, dict[str, Any]]] = {}
+_memo_lock = threading.Lock()
 
 
 def is_uid(value: str) -> bool:
@@ -50,17 +58,38 @@ def manifest(folder: Path) -> dict[str, Any]:
     """The patient, studies, series (by SeriesNumber) and instances (by InstanceNumber, then position).
 
     Instances without pixel data (SR, key objects, PDFs) are left out of the image series and listed
-    under each study's `documents` instead, so the viewer never asks to render them.
+    under each study's `documents` instead, so the viewer never asks to render them. The result may
+    be shared between callers: treat it as read-only.
     """
     folder = Path(folder)
+    # The viewer's image endpoint asks for the manifest on every image; while the folder itself is
+    # unchanged (no file added, removed or renamed) the copy in memory stands, saving a stat per file.
+    folder_mtime = folder.stat().st_mtime_ns
+    memo = _memo.get(str(folder))
+    if memo is not None and memo[0] == folder_mtime:
+        return memo[1]
     files = _staged_files(folder)
     signature = _signature(folder, files)
-    cached = _read_cache(folder / CACHE_NAME, signature)
-    if cached is not None:
-        return cached
-    result = _build(folder, files)
-    _write_cache(folder / CACHE_NAME, signature, result)
+    result = _read_cache(folder / CACHE_NAME, signature)
+    if result is None:
+        result = _build(folder, files)
+        _write_cache(folder / CACHE_NAME, signature, result)
+        # Writing the cache renamed a file into the folder; the next call re-checks the signature.
+        return result
+    # Timestamps tick coarsely (a few ms): a folder changed just now could change again unseen
+    # within the same tick, so only a folder quiet for a while is remembered (git's "racy" rule).
+    if time.time_ns() - folder_mtime > QUIET_NS:
+        with _memo_lock:
+            _memo[str(folder)] = (folder_mtime, result)
+            while len(_memo) > MEMO_ENTRIES:
+                _memo.pop(next(iter(_memo)))
     return result
+
+
+def forget(folder: Path) -> None:
+    """Drop the in-memory copy of a folder's manifest (its staged copy was purged)."""
+    with _memo_lock:
+        _memo.pop(str(Path(folder)), None)
 
 
 def _staged_files(folder: Path) -> list[str]:

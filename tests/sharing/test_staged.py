@@ -195,3 +195,29 @@ def test_instance_path_refuses_a_symlink_leading_out_of_the_folder(tmp_path):
 def test_is_uid_accepts_the_longest_valid_uid():
     assert is_uid("1." + "2" * 62)
     assert not is_uid("1." + "2" * 63)
+
+
+def test_a_quiet_folder_is_answered_from_memory_until_it_changes(tmp_path, monkeypatch):
+    series = (generate_uid(), 1)
+    first = write_instance(tmp_path, series=series, instance_number=1)
+    manifest(tmp_path)  # builds and writes the cache
+    monkeypatch.setattr("sharing.staged.QUIET_NS", -(10**12))  # as if the folder had been quiet for long
+    manifest(tmp_path)  # remembered now
+    # Remove the cache behind the memo's back, then put the folder's mtime back as it was.
+    quiet = tmp_path.stat()
+    (tmp_path / CACHE_NAME).unlink()
+    os.utime(tmp_path, ns=(quiet.st_atime_ns, quiet.st_mtime_ns))
+    monkeypatch.setattr("sharing.staged._signature", lambda *a: pytest.fail("the memo should answer"))
+    assert uids(manifest(tmp_path)["studies"][0]["series"][0]) == [first]
+
+
+def test_the_memo_notices_a_new_file(tmp_path, monkeypatch):
+    monkeypatch.setattr("sharing.staged.QUIET_NS", -(10**12))
+    series = (generate_uid(), 1)
+    first = write_instance(tmp_path, series=series, instance_number=1)
+    manifest(tmp_path)
+    manifest(tmp_path)
+    before = tmp_path.stat().st_mtime_ns
+    second = write_instance(tmp_path, series=series, instance_number=2)
+    os.utime(tmp_path, ns=(before + 10**9, before + 10**9))  # a distinct tick, whatever the clock's grain
+    assert uids(manifest(tmp_path)["studies"][0]["series"][0]) == [first, second]
