@@ -5,6 +5,7 @@ expiry take effect on the very next image.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -200,6 +201,23 @@ def require_session(request: HttpRequest, *, verified: bool = True) -> ShareSess
     if session.last_seen_at is None or now - session.last_seen_at > LAST_SEEN_EVERY:
         ShareSession.objects.filter(pk=session.pk).update(last_seen_at=now, client_ip=client_ip(request))
     return session
+
+
+def form_token(request: HttpRequest) -> str:
+    """The link pages' CSRF token, bound to the share session's cookie.
+
+    Django's CSRF check cannot be used here: under `Referrer-Policy: no-referrer` browsers send
+    `Origin: null` with form posts, which Django refuses. The session cookie is SameSite=Strict (never
+    sent with another site's post) and every form must also carry this keyed digest of it.
+    """
+    key = request.COOKIES.get(settings.SHARE_LINK_COOKIE_NAME, "")
+    return tokens.keyed_digest("share-form", key) if key else ""
+
+
+def check_form_token(request: HttpRequest) -> None:
+    expected = form_token(request)
+    if not expected or not hmac.compare_digest(expected, request.POST.get("share_form_token", "")):
+        raise Denied(403, "Form expired", "This form has expired. Go back, reload the page and try again.")
 
 
 def verify_code(request: HttpRequest, session: ShareSession, code: str) -> bool:

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
 from . import access, rendering, services, staged
@@ -95,7 +96,7 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @link_page
-@require_http_methods(["GET", "POST"])
+@require_GET
 def viewer(request: HttpRequest) -> HttpResponse:
     session = access.require_session(request, verified=False)
     if not session.verified_at:
@@ -114,9 +115,12 @@ def viewer(request: HttpRequest) -> HttpResponse:
 
 
 @link_page
+@csrf_exempt  # access.check_form_token instead: see its docstring
 @require_http_methods(["GET", "POST"])
 def code(request: HttpRequest) -> HttpResponse:
     session = access.require_session(request, verified=False)
+    if request.method == "POST":
+        access.check_form_token(request)
     if session.verified_at:
         return HttpResponseRedirect(reverse("sharing:viewer"))
     form = CodeForm(request.POST or None)
@@ -125,7 +129,11 @@ def code(request: HttpRequest) -> HttpResponse:
         sent = access.send_code_if_needed(session.link, force=True)
         form = CodeForm()
         message = "A new code is on its way." if sent else "A code was sent under a minute ago; please wait for it."
-        return render(request, "sharing/link/code.html", {"form": form, "link": session.link, "notice": message})
+        return render(
+            request,
+            "sharing/link/code.html",
+            {"share_form_token": access.form_token(request), "form": form, "link": session.link, "notice": message},
+        )
     if request.method == "POST" and form.is_valid():
         if access.verify_code(request, session, form.cleaned_data["code"]):
             return HttpResponseRedirect(reverse("sharing:viewer"))
@@ -134,7 +142,12 @@ def code(request: HttpRequest) -> HttpResponse:
             raise Denied(410, "Link no longer available", access.GONE["locked"])
         form.add_error("code", "That code is not right, or it has expired. Check the latest email from us.")
         status = 400
-    return render(request, "sharing/link/code.html", {"form": form, "link": session.link}, status=status)
+    return render(
+        request,
+        "sharing/link/code.html",
+        {"share_form_token": access.form_token(request), "form": form, "link": session.link},
+        status=status,
+    )
 
 
 def _folder(session) -> Path:
@@ -213,9 +226,12 @@ def download(request: HttpRequest) -> HttpResponse:
 
 
 @link_page
+@csrf_exempt  # access.check_form_token instead: see its docstring
 @require_http_methods(["GET", "POST"])
 def opinion(request: HttpRequest) -> HttpResponse:
     session = access.require_session(request)
+    if request.method == "POST":
+        access.check_form_token(request)
     link = session.link
     form = OpinionForm(request.POST or None)
     status = 200
@@ -230,4 +246,9 @@ def opinion(request: HttpRequest) -> HttpResponse:
             return render(request, "sharing/link/opinion_sent.html", {"link": link})
     elif request.method == "POST":
         status = 400
-    return render(request, "sharing/link/opinion.html", {"form": form, "link": link}, status=status)
+    return render(
+        request,
+        "sharing/link/opinion.html",
+        {"share_form_token": access.form_token(request), "form": form, "link": link},
+        status=status,
+    )

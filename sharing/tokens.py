@@ -36,9 +36,13 @@ def new_code() -> str:
     return "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
 
 
-def code_hash(link_id: int, code: str) -> str:
-    message = f"share-link-code:{link_id}:{code}".encode()
+def keyed_digest(purpose: str, value: str) -> str:
+    message = f"{purpose}:{value}".encode()
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def code_hash(link_id: int, code: str) -> str:
+    return keyed_digest("share-link-code", f"{link_id}:{code}")
 
 
 def code_matches(link_id: int, code: str, stored: str) -> bool:

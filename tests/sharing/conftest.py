@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
 from directory.models import Gateway
 from exchange.dicom.synthetic import make_study
-from sharing import services, staging
+from sharing import services, staging, tokens
 from sharing.models import ShareLink, Staging
 
 REAL_TASK_FIXTURES = {"share_worker", "live_stack"}
@@ -115,6 +116,12 @@ def emailed_code(to: str = "consultant@elsewhere.example") -> str:
     raise AssertionError("no code was emailed")
 
 
+def post(client: Client, path: str, data: dict, **extra):
+    """A form post as the link pages' own forms make it, with the session-bound form token."""
+    key = client.cookies[settings.SHARE_LINK_COOKIE_NAME].value
+    return client.post(path, {**data, "share_form_token": tokens.keyed_digest("share-form", key)}, **extra)
+
+
 def opened(created: Created, client: Client | None = None, **extra) -> Client:
     """A consultant's browser that exchanged the token (second factor not yet passed)."""
     client = client or Client()
@@ -128,6 +135,6 @@ def consultant(ready_link, django_capture_on_commit_callbacks) -> Iterator[Clien
     """A consultant's browser past the token exchange and the emailed code."""
     with django_capture_on_commit_callbacks(execute=True):
         client = opened(ready_link)
-    response = client.post("/s/code/", {"code": emailed_code()})
+    response = post(client, "/s/code/", {"code": emailed_code()})
     assert response.status_code == 302 and response["Location"] == "/s/", response.content
     yield client

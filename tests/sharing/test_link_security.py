@@ -12,7 +12,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from sharing import tokens
 from sharing.models import ShareLink, ShareSession
-from tests.sharing.conftest import create_link, emailed_code, opened
+from tests.sharing.conftest import create_link, emailed_code, opened, post
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +80,7 @@ def test_images_need_the_second_factor(ready_link, ct_files):
 def test_a_wrong_code_is_refused_and_is_a_security_event(ready_link, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         client = opened(ready_link)
-    response = client.post("/s/code/", {"code": "00000000" if emailed_code() != "00000000" else "11111111"})
+    response = post(client, "/s/code/", {"code": "00000000" if emailed_code() != "00000000" else "11111111"})
     assert response.status_code == 400
     assert b"not right" in response.content
     event = link_events(ready_link.link, SECURITY).get()
@@ -93,17 +93,17 @@ def test_the_tenth_wrong_code_locks_the_link(ready_link, django_capture_on_commi
     right = emailed_code()
     wrong = "12345678" if right != "12345678" else "87654321"
     for _ in range(9):
-        assert client.post("/s/code/", {"code": wrong}).status_code == 400
+        assert post(client, "/s/code/", {"code": wrong}).status_code == 400
     assert ShareLink.objects.get(pk=ready_link.link.pk).locked_at is None
 
-    response = client.post("/s/code/", {"code": wrong})
+    response = post(client, "/s/code/", {"code": wrong})
 
     assert response.status_code == 410
     assert b"locked" in response.content
     link = ShareLink.objects.get(pk=ready_link.link.pk)
     assert link.locked_at is not None and link.code_failures == 10
     # Even the right code, and a fresh browser with the token, are refused now.
-    assert client.post("/s/code/", {"code": right}).status_code == 410
+    assert post(client, "/s/code/", {"code": right}).status_code == 410
     assert Client().get(ready_link.path).status_code == 410
     assert link_events(link, SECURITY).filter(detail__what="link locked").count() == 1
 
@@ -217,3 +217,12 @@ def test_the_log_processor_redacts_a_token_in_any_string():
     assert line == {"event": "Gone: /s/[token]", "path": "/s/[token]?x=1"}
     untouched = {"path": "/s/image/1.2.3/0.png", "other": "/s/manifest.json"}
     assert redact_share_tokens(None, "", dict(untouched)) == untouched
+
+
+def test_link_forms_need_the_session_bound_form_token(consultant, ready_link):
+    from sharing.models import SecondOpinion
+
+    data = {"text": "t", "conclusion": "c", "consultant_name": "Dr O", "registration_number": "GMC1"}
+    assert consultant.post("/s/opinion/", data).status_code == 403
+    assert consultant.post("/s/opinion/", {**data, "share_form_token": "0" * 64}).status_code == 403
+    assert not SecondOpinion.objects.exists()

@@ -15,6 +15,7 @@ from sharing import services
 from sharing.models import SecondOpinion, ShareLink
 from sharing.sr import BASIC_TEXT_SR
 from tests.helpers import signed_in
+from tests.sharing.conftest import post
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +95,7 @@ def test_an_opinion_is_recorded_emailed_and_written_as_an_sr_of_the_same_study(
 ):
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        response = consultant.post("/s/opinion/", OPINION)
+        response = post(consultant, "/s/opinion/", OPINION)
 
     assert response.status_code == 200 and b"Thank you" in response.content
     opinion = SecondOpinion.objects.get()
@@ -123,5 +124,5 @@ def test_an_opinion_is_recorded_emailed_and_written_as_an_sr_of_the_same_study(
 
 
 def test_an_incomplete_opinion_is_refused_and_nothing_is_recorded(consultant):
-    response = consultant.post("/s/opinion/", {**OPINION, "registration_number": ""})
+    response = post(consultant, "/s/opinion/", {**OPINION, "registration_number": ""})
     assert response.status_code == 400 and not SecondOpinion.objects.exists()
