@@ -402,3 +402,11 @@ def test_a_palette_colour_image_is_shown_through_its_lookup_tables(tmp_path):
     ds.save_as(path)
     image = np.asarray(Image.open(io.BytesIO(render(path))))
     assert image.tolist() == [[[0, 0, 0], [255, 0, 0]], [[0, 255, 0], [0, 0, 255]]]
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 2, 3), (1, 9, 3)])
+def test_the_png_writer_round_trips_through_pillow(shape):
+    pixels = np.random.default_rng(7).integers(0, 256, shape, dtype=np.uint8)
+    image = Image.open(io.BytesIO(rendering.png(pixels)))
+    assert image.mode == ("RGB" if len(shape) == 3 else "L")
+    assert np.array_equal(np.asarray(image), pixels)
