@@ -243,6 +243,15 @@ def opinion_submit(
         patient_id=link.patient_id,
         detail={"share_link": link.pk, "opinion": opinion.pk, "urgent": opinion.urgent},
     )
+    # The rule: every use of a link is also a 110103 with the link as the actor.
+    catalogue.SHARE_LINK_ACCESSED.record(
+        actor=actor,
+        trust=link.trust.ods_code,
+        study_uids=link.study_instance_uids,
+        nhs_number=link.nhs_number,
+        patient_id=link.patient_id,
+        detail={"what": "opinion", "share_link": link.pk, "opinion": opinion.pk},
+    )
     transaction.on_commit(lambda: _notify_opinion(opinion))
     transaction.on_commit(lambda: _enqueue_filing(opinion.pk))
     return opinion

@@ -118,6 +118,7 @@ def test_an_opinion_is_recorded_emailed_and_written_as_an_sr_of_the_same_study(
     assert opinion.sr_uids[study_uid]["sop"] == sr.SOPInstanceUID
     event = AuditEvent.objects.get(event_type="IEP141")
     assert event.actor_ref == f"share_link:{ready_link.link.pk}" and event.study_uids == [study_uid]
+    assert AuditEvent.objects.filter(event_id="110103", detail__what="opinion", actor_ref=event.actor_ref).exists()
     # The creator sees it on the link's page.
     page = signed_in(alice).get(f"/share-links/{ready_link.link.pk}/")
     assert OPINION["conclusion"].encode() in page.content
