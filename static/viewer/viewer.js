@@ -196,6 +196,7 @@
       el.image.replaceWith(img);
       el.image = img;
     }
+    img.alt = "Image " + (state.index + 1) + " of " + (state.stack ? state.stack.items.length : 1);
     img.setAttribute("data-sop", want.item.sop);
     img.setAttribute("data-frame", String(want.item.frame));
     var win = want.win || want.item.window;
@@ -436,6 +437,26 @@
       lastStudy = stack.study;
       el.seriesList.appendChild(seriesButton(stack));
     });
+    listDocuments();
+  }
+
+  function listDocuments() {
+    // Reports and other non-image objects were shared too; they are named here, not rendered.
+    var documents = [];
+    (state.manifest.studies || []).forEach(function (study) { documents = documents.concat(study.documents || []); });
+    if (!documents.length) { return; }
+    var heading = document.createElement("p");
+    heading.className = "study-heading";
+    heading.textContent = "Also shared (not images)";
+    var list = document.createElement("ul");
+    list.className = "documents";
+    documents.forEach(function (doc) {
+      var item = document.createElement("li");
+      item.textContent = (doc.modality || "Document") + (doc.description ? " · " + doc.description : "");
+      list.appendChild(item);
+    });
+    el.seriesList.appendChild(heading);
+    el.seriesList.appendChild(list);
   }
 
   function start(manifest) {

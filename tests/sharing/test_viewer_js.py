@@ -23,6 +23,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.conf import settings
 from django.template.loader import render_to_string
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+from pynetdicom.sop_class import BasicTextSRStorage
 
 from exchange.dicom.synthetic import SyntheticPatient, make_study
 from sharing import rendering, staged
@@ -107,6 +110,14 @@ def share_folder(tmp_path_factory) -> Path:
     mr = make_study(out, modality="MR", n_instances=6, rows=48, columns=48, patient=PATIENT, seed=2)
     for path in ct + mr:
         shutil.move(path, folder / path.name)
+    report = dcmread(folder / ct[0].name, stop_before_pixels=True)
+    for keyword in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation", "SamplesPerPixel"):
+        delattr(report, keyword)
+    report.SOPClassUID = report.file_meta.MediaStorageSOPClassUID = BasicTextSRStorage
+    report.SOPInstanceUID = report.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    report.Modality, report.SeriesInstanceUID, report.SeriesNumber = "SR", generate_uid(), 99
+    report.SeriesDescription = "Earlier report"
+    report.save_as(folder / f"{report.SOPInstanceUID}.dcm", enforce_file_format=True)
     return folder
 
 
@@ -197,6 +208,7 @@ def test_the_first_image_and_overlay_appear_without_errors(viewer, share_folder)
     assert "Jones, Aoife" in overlay and "999 000 0018" in overlay and "03-Feb-1970" in overlay
     assert "W 80 L 40" in overlay
     assert page.locator("#series-list .series-button").count() == 4  # CT, then MR T1, T2, FLAIR
+    assert "SR · Earlier report" in page.inner_text("#series-list")  # listed, never rendered
 
 
 def test_keys_wheel_and_slider_move_through_the_stack(viewer, share_folder):
