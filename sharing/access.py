@@ -5,11 +5,14 @@ expiry take effect on the very next image.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
+import pydicom
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
@@ -133,7 +136,8 @@ def _note_guess(request: HttpRequest) -> None:
 
 
 def open_link(request: HttpRequest, token: str) -> str:
-    """Exchange a link token for a new browser session; returns the session key for the cookie.
+    """Exchange a link token for a new browser session; returns the session key for the cookie ('' when
+    the browser already holds a session of this link).
 
     Raises Denied: 429 while the address is rate limited, 404 for an unknown token, 410 for a link that
     can no longer be used. Every one of those is on the audit trail; the token itself never is.
@@ -149,6 +153,12 @@ def open_link(request: HttpRequest, token: str) -> str:
         security_alert(request, "unknown token")
         raise Denied(404, "Link not found", "This link is not valid. Check that you copied all of it.")
     check_usable(request, link)
+    current = session_from(request)
+    if current is not None and current.link_id == link.pk:
+        # The consultant clicked the emailed link again in the same browser: keep their session (and
+        # spare them a new code), but the open is still on the trail.
+        accessed(request, link, "open", reopened=True)
+        return ""
     key = secrets.token_urlsafe(32)
     with transaction.atomic():
         ShareSession.objects.create(link=link, key_hash=tokens.token_hash(key), client_ip=client_ip(request))
@@ -243,12 +253,16 @@ def verify_code(request: HttpRequest, session: ShareSession, code: str) -> bool:
     return False
 
 
-def note_series_viewed(request: HttpRequest, session: ShareSession, sop_uid: str, manifest: dict) -> None:
-    """One 110103 per series per session: scrolling at 20 images a second would otherwise flood the chain."""
-    found = _series_of(manifest, sop_uid)
-    if found is None:
+def note_series_viewed(request: HttpRequest, session: ShareSession, path: Path) -> None:
+    """One 110103 per series per session: scrolling at 20 images a second would otherwise flood the chain.
+
+    Cheap on the hot path: the series comes from a cached header read, and a series already seen (held
+    in the session row every request loads anyway) costs no further query.
+    """
+    stat = path.stat()
+    study_uid, series_uid = _series_of(str(path), stat.st_mtime_ns)
+    if not series_uid or series_uid in session.series_seen:
         return
-    study_uid, series_uid = found
     with transaction.atomic():
         locked = ShareSession.objects.select_for_update().get(pk=session.pk)
         if series_uid in locked.series_seen:
@@ -267,9 +281,10 @@ def note_series_viewed(request: HttpRequest, session: ShareSession, sop_uid: str
     session.series_seen = locked.series_seen
 
 
-def _series_of(manifest: dict, sop_uid: str) -> tuple[str, str] | None:
-    for study in manifest.get("studies", []):
-        for series in study.get("series", []):
-            if any(i.get("sop_instance_uid") == sop_uid for i in series.get("instances", [])):
-                return study["study_instance_uid"], series["series_instance_uid"]
-    return None
+@functools.lru_cache(maxsize=4096)
+def _series_of(path: str, _mtime_ns: int) -> tuple[str, str]:
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
+    except Exception:  # noqa: BLE001 - an unreadable header names no series; rendering reports the file itself
+        return "", ""
+    return str(ds.get("StudyInstanceUID", "")), str(ds.get("SeriesInstanceUID", ""))

@@ -89,7 +89,8 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
         response = plain(request, denied)
     else:
         response = HttpResponseRedirect(reverse("sharing:viewer"))
-        _set_cookie(response, key)
+        if key:
+            _set_cookie(response, key)
     # Django would log a 4xx here with the path, token and all; our request log line redacts it instead.
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response
@@ -192,7 +193,7 @@ def image(request: HttpRequest, sop: str, frame: int, fmt: str) -> HttpResponse:
         )
     except ValueError as exc:
         raise Denied(400, "Bad request", str(exc)) from None
-    access.note_series_viewed(request, session, sop, staged.manifest(_folder(session)))
+    access.note_series_viewed(request, session, path)
     return HttpResponse(data, content_type="image/png" if fmt == "png" else "image/jpeg")
 
 

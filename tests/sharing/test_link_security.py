@@ -226,3 +226,11 @@ def test_link_forms_need_the_session_bound_form_token(consultant, ready_link):
     assert consultant.post("/s/opinion/", data).status_code == 403
     assert consultant.post("/s/opinion/", {**data, "share_form_token": "0" * 64}).status_code == 403
     assert not SecondOpinion.objects.exists()
+
+
+def test_reopening_the_link_in_the_same_browser_keeps_the_session(consultant, ready_link):
+    response = consultant.get(ready_link.path)
+    assert response.status_code == 302 and response["Location"] == "/s/"
+    assert "share_session" not in response.cookies
+    assert consultant.get("/s/").status_code == 200
+    assert ShareSession.objects.filter(link=ready_link.link).count() == 1
