@@ -14,6 +14,7 @@ from portal.api import run_service
 from . import selectors, services
 from .serializers import (
     SecondOpinionSerializer,
+    ShareLinkAccessSerializer,
     ShareLinkCreatedSerializer,
     ShareLinkCreateSerializer,
     ShareLinkSerializer,
@@ -49,6 +50,13 @@ class ShareLinkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         link = self.get_object()
         link = run_service(services.share_link_revoke, link=link, user=request.user, actor=actor_from_request(request))
         return Response(ShareLinkSerializer(link).data)
+
+    @extend_schema(responses=ShareLinkAccessSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def accesses(self, request: Request, pk: str | None = None) -> Response:
+        """Every use of the link, from the audit trail: when, from which address, what."""
+        link = self.get_object()
+        return Response(ShareLinkAccessSerializer(selectors.share_link_accesses(link), many=True).data)
 
     @extend_schema(responses=SecondOpinionSerializer(many=True))
     @action(detail=True, methods=["get"])

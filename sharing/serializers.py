@@ -80,3 +80,20 @@ class SecondOpinionSerializer(serializers.ModelSerializer):
             "filed_at",
             "sr_uids",
         ]
+
+
+class ShareLinkAccessSerializer(serializers.Serializer):
+    """One use of a link, read from its audit event."""
+
+    timestamp = serializers.DateTimeField()
+    client_ip = serializers.IPAddressField(allow_null=True)
+    event_id = serializers.CharField()
+    outcome = serializers.IntegerField()
+    what = serializers.SerializerMethodField()
+    series_uid = serializers.SerializerMethodField()
+
+    def get_what(self, event) -> str:
+        return str(event.detail.get("what") or ("series view" if event.detail.get("series_uid") else ""))
+
+    def get_series_uid(self, event) -> str:
+        return str(event.detail.get("series_uid", ""))

@@ -118,3 +118,11 @@ def test_opinions_are_listed_for_the_creator(alice, ready_link):
 def test_a_trust_without_a_retrieving_gateway_gets_a_clear_error(alice, django_capture_on_commit_callbacks):
     response = create(alice, django_capture_on_commit_callbacks)
     assert response.status_code == 400 and "gateway" in str(response.json())
+
+
+def test_the_creator_reads_every_access_through_the_api(consultant, ready_link, alice, bob, ct_files):
+    consultant.get(f"/s/image/{ct_files[0].stem}/0.png")
+    data = api_as(alice).get(f"/api/v1/share-links/{ready_link.link.pk}/accesses/").json()
+    assert [row["what"] for row in data] == ["open", "code", "series view"]
+    assert data[-1]["series_uid"] and data[0]["client_ip"] == "127.0.0.1"
+    assert api_as(bob).get(f"/api/v1/share-links/{ready_link.link.pk}/accesses/").status_code == 404
