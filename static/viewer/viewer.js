@@ -4,9 +4,10 @@
 
    Loading policy, so a drag or a fast scroll never floods the server: the displayed image has at
    most one request in flight and the last one asked for wins (intermediate ones are skipped);
-   after an image shows, the next PREFETCH images in the scroll direction are fetched ahead at the
-   current window, PREFETCH_PARALLEL at a time, and kept (as loaded Image elements) in a small LRU.
-   Window changes re-prefetch only once the window has been still for WINDOW_SETTLE_MS.
+   once the first image has shown, the next PREFETCH images in the scroll direction are fetched ahead
+   at the current window, PREFETCH_PARALLEL at a time, and kept (as loaded Image elements, so even a
+   no-store response is never fetched twice) in a small LRU; prefetches the reader has scrolled past
+   are cancelled. Window changes re-prefetch only once the window has been still for WINDOW_SETTLE_MS.
 
    Test hooks: #viewer[data-ready="true"] once the first image has loaded; #viewer-image (its src
    and data-sop/data-frame/data-wc/data-ww name the image shown); #slice-slider; [data-preset];
@@ -105,12 +106,17 @@
     return Math.round(value / step) * step;
   }
 
+  function quantised(win) {
+    if (!win) { return null; }
+    return { center: Number(number(quantise(win.center, win.width))), width: Number(number(Math.max(1, quantise(win.width, win.width)))) };
+  }
+
   function imageUrl(item, win) {
     var url = fill(config.imageTemplate, item.sop, item.frame);
+    win = quantised(win);
     if (!win) { return url; }
-    var wc = number(quantise(win.center, win.width));
-    var ww = number(Math.max(1, quantise(win.width, win.width)));
-    return url + (url.indexOf("?") === -1 ? "?" : "&") + "wc=" + encodeURIComponent(wc) + "&ww=" + encodeURIComponent(ww);
+    return url + (url.indexOf("?") === -1 ? "?" : "&") + "wc=" + encodeURIComponent(number(win.center)) +
+      "&ww=" + encodeURIComponent(number(win.width));
   }
 
   // ---- image cache and loading --------------------------------------------------------------------
@@ -162,10 +168,11 @@
   }
 
   var display = { wanted: null, inFlight: null };
+  var shown = null;  // {url, stack, item, win} of the image on screen: the overlay describes this one
 
   function show(item, win) {
     var url = imageUrl(item, win);
-    display.wanted = { url: url, item: item, win: win };
+    display.wanted = { url: url, stack: state.stack, item: item, win: quantised(win) };
     if (display.inFlight) { return; }  // the request in flight picks up `wanted` when it finishes
     load();
   }
@@ -196,12 +203,14 @@
       el.image.replaceWith(img);
       el.image = img;
     }
-    img.alt = "Image " + (state.index + 1) + " of " + (state.stack ? state.stack.items.length : 1);
+    img.alt = "Image " + (want.item.index + 1) + " of " + want.stack.items.length;
     img.setAttribute("data-sop", want.item.sop);
     img.setAttribute("data-frame", String(want.item.frame));
     var win = want.win || want.item.window;
     img.setAttribute("data-wc", win ? number(win.center) : "");
     img.setAttribute("data-ww", win ? number(win.width) : "");
+    shown = want;
+    updateOverlay();
     clearProblem();
     if (root.getAttribute("data-ready") !== "true") {
       root.setAttribute("data-ready", "true");
@@ -219,39 +228,74 @@
   // ---- prefetch ----------------------------------------------------------------------------------
 
   var prefetchQueue = [];
-  var prefetching = 0;
+  var prefetching = new Map();  // url -> record, prefetches in flight
   var prefetchTimer = null;
 
   function schedulePrefetch(delay) {
     clearTimeout(prefetchTimer);
-    prefetchQueue = [];  // what was queued for another position or window is no longer wanted
     prefetchTimer = setTimeout(planPrefetch, delay || 0);
   }
 
   function planPrefetch() {
     if (!state.stack) { return; }
-    if (display.inFlight) {
-      // The image the reader is waiting for goes first; prefetches would compete with it.
+    if (root.getAttribute("data-ready") !== "true") {
+      // The first image goes alone: prefetches would compete with it for the server.
       prefetchTimer = setTimeout(planPrefetch, 50);
       return;
     }
     var items = state.stack.items;
+    var ahead = new Set();
+    prefetchQueue = [];
     for (var i = 1; i <= PREFETCH; i++) {
       var index = state.index + state.direction * i;
       if (index < 0 || index >= items.length) { break; }
       var url = imageUrl(items[index], state.window);
-      if (!images.has(url)) { prefetchQueue.push(url); }
+      ahead.add(url);
+      if (!images.has(url)) {
+        prefetchQueue.push({ url: url, stack: state.stack, item: items[index], win: quantised(state.window) });
+      }
     }
+    // Scrolling outran a prefetch (or the window changed): give its connection to one still ahead.
+    prefetching.forEach(function (job, url) {
+      var wanted = display.wanted && display.wanted.url === url;
+      if (!ahead.has(url) && !wanted && display.inFlight !== url) { abandon(job.record); }
+    });
     pumpPrefetch();
   }
 
+  function abandon(record) {
+    if (record.done) { return; }
+    if (images.get(record.url) === record) { images.delete(record.url); }
+    record.img.src = "";  // cancels the request; its error event settles the record
+  }
+
   function pumpPrefetch() {
-    while (prefetching < PREFETCH_PARALLEL && prefetchQueue.length) {
-      var url = prefetchQueue.shift();
-      if (images.has(url)) { continue; }
-      prefetching += 1;
-      whenLoaded(entry(url), function () { prefetching -= 1; pumpPrefetch(); });
+    while (prefetching.size < PREFETCH_PARALLEL && prefetchQueue.length) {
+      var job = prefetchQueue.shift();
+      if (images.has(job.url)) { continue; }
+      job.record = entry(job.url);
+      prefetching.set(job.url, job);
+      whenLoaded(job.record, arrived);
     }
+  }
+
+  function arrived(record) {
+    var job = prefetching.get(record.url);
+    prefetching.delete(record.url);
+    if (job && job.record === record && !record.failed) { showOnTheWay(job); }
+    pumpPrefetch();
+  }
+
+  function showOnTheWay(job) {
+    // Scrolling faster than the server renders: show an image between the one on screen and the
+    // one asked for, rather than none until the last arrives. The overlay follows what is shown.
+    var want = display.wanted;
+    if (!want || !shown || job.stack !== want.stack || job.stack !== shown.stack) { return; }
+    if (imageUrl(job.item, want.win) !== job.url) { return; }  // prefetched at another window
+    var from = shown.item.index;
+    var to = want.item.index;
+    var at = job.item.index;
+    if ((from < at && at < to) || (to < at && at < from)) { present(job.record, job); }
   }
 
   // ---- stack navigation ----------------------------------------------------------------------------
@@ -268,9 +312,7 @@
   }
 
   function render() {
-    var item = state.stack.items[state.index];
-    show(item, state.window);
-    updateOverlay();
+    show(state.stack.items[state.index], state.window);
   }
 
   function selectStack(stack) {
@@ -351,18 +393,20 @@
       "ID " + nhsNumber(p.id),
       "Born " + dicomDate(p.birth_date) + (p.sex ? "  " + p.sex : "")
     ].join("\n");
-    var study = state.stack.study;
-    var series = state.stack.series;
+    // Everything below describes the image on screen, which may lag the one asked for.
+    var view = shown || { stack: state.stack, item: state.stack.items[state.index], win: state.window };
+    var study = view.stack.study;
+    var series = view.stack.series;
     el.study.textContent = [
       dicomDate(study.date) + (study.accession_number ? "  Acc " + study.accession_number : ""),
       study.description || "",
       "Series " + (series.number === null ? "–" : series.number) + " · " + (series.modality || "") +
         (series.description ? " · " + series.description : "")
     ].join("\n");
-    var item = state.stack.items[state.index];
+    var item = view.item;
     var frameNote = item.frames > 1 ? "  (frame " + (item.frame + 1) + " of " + item.frames + ")" : "";
-    el.position.textContent = "Image " + (state.index + 1) + " / " + state.stack.items.length + frameNote;
-    var win = state.window || item.window;
+    el.position.textContent = "Image " + (item.index + 1) + " / " + view.stack.items.length + frameNote;
+    var win = view.win || item.window;
     el.windowText.textContent = (win ? "W " + number(win.width) + "  L " + number(win.center) : "W/L auto") +
       (state.zoom !== 1 ? "\nZoom " + Math.round(state.zoom * 100) + "%" : "");
   }
@@ -388,7 +432,7 @@
           var frames = Math.max(1, instance.frames || 1);
           var win = instance.window ? { center: instance.window[0], width: instance.window[1] } : null;
           for (var f = 0; f < frames; f++) {
-            items.push({ sop: instance.sop_instance_uid, frame: f, frames: frames, window: win });
+            items.push({ index: items.length, sop: instance.sop_instance_uid, frame: f, frames: frames, window: win });
           }
         });
         if (items.length) { stacks.push({ study: study, series: series, items: items }); }
