@@ -171,7 +171,9 @@ def _check_params(frame: int, center: float | None, width: float | None, max_siz
     if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
         raise ValueError("frame must be a whole number from 0")
     for name, value in (("center", center), ("width", width)):
-        if value is not None and (isinstance(value, bool) or not math.isfinite(value)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+        ):
             raise ValueError(f"window {name} must be a finite number")
     if width is not None and width < 1:
         raise ValueError("window width must be at least 1")
@@ -196,16 +198,17 @@ def _header(path: Path, stat: Any) -> _Header:
     if header is None:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, EOFError) as exc:
-            raise RenderError("not a DICOM file") from exc
-        if "Rows" not in ds or "Columns" not in ds:
-            raise RenderError("this instance has no image")
-        header = _Header(
-            ds=ds,
-            frames=max(int(ds.get("NumberOfFrames") or 1), 1),
-            photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper(),
-            samples=int(ds.get("SamplesPerPixel") or 1),
-        )
+            if "Rows" not in ds or "Columns" not in ds:
+                raise RenderError("this instance has no image")
+            header = _Header(
+                ds=ds,
+                frames=max(int(ds.get("NumberOfFrames") or 1), 1),
+                photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper(),
+                samples=int(ds.get("SamplesPerPixel") or 1),
+            )
+        except (InvalidDicomError, EOFError, struct.error, KeyError, TypeError) as exc:
+            # A damaged staged file is the file's fault, not the request's: say so, do not crash.
+            raise RenderError("not a readable DICOM image") from exc
         _headers.put(key, header)
     return header
 
@@ -218,7 +221,7 @@ def _frame(path: Path, stat: Any, frame: int) -> np.ndarray:
         try:
             # From a path, pydicom reads and decodes only the requested frame of a multi-frame file.
             array = pixel_array(str(path), index=frame)
-        except (NotImplementedError, RuntimeError, ValueError, AttributeError, KeyError) as exc:
+        except (NotImplementedError, RuntimeError, ValueError, AttributeError, KeyError, OSError, struct.error) as exc:
             raise RenderError(f"cannot decode this image: {exc}") from exc
         array.flags.writeable = False
         _pixels.put(key, array)

@@ -410,3 +410,15 @@ def test_the_png_writer_round_trips_through_pillow(shape):
     image = Image.open(io.BytesIO(rendering.png(pixels)))
     assert image.mode == ("RGB" if len(shape) == 3 else "L")
     assert np.array_equal(np.asarray(image), pixels)
+
+
+def test_a_truncated_file_is_a_render_error_not_a_crash(synthetic_ct, tmp_path):
+    damaged = tmp_path / "damaged.dcm"
+    damaged.write_bytes(synthetic_ct.read_bytes()[: synthetic_ct.stat().st_size // 2])
+    with pytest.raises(RenderError):
+        render(damaged)
+
+
+def test_a_window_given_as_text_is_refused(synthetic_ct):
+    with pytest.raises(ValueError):
+        render(synthetic_ct, center="40", width=400)
