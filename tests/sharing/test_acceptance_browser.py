@@ -32,13 +32,18 @@ def shown(page) -> dict:
 
 
 def wait_until_shown_changes(page, before: dict, timeout: float = 10.0) -> dict:
+    """The image shown once it differs from `before` and has stayed put for a moment (the viewer may show
+    images on the way while it catches up with fast scrolling)."""
     deadline = time.monotonic() + timeout
+    previous = None
     while time.monotonic() < deadline:
         now = shown(page)
-        if now != before and page.locator("#viewer-image").evaluate("img => img.complete && img.naturalWidth > 0"):
+        loaded = page.locator("#viewer-image").evaluate("img => img.complete && img.naturalWidth > 0")
+        if now != before and loaded and now == previous:
             return now
-        page.wait_for_timeout(50)
-    raise AssertionError(f"the displayed image did not change from {before}")
+        previous = now if loaded else None
+        page.wait_for_timeout(300)
+    raise AssertionError(f"the displayed image did not change from {before} (last {previous})")
 
 
 def test_a_consultant_views_a_shared_ct_and_returns_an_opinion_filed_in_the_source_pacs(
