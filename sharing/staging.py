@@ -50,33 +50,50 @@ def stage(link_id: int, *, client: GatewayClient | None = None) -> str:
     folder, incoming = share_dir(link.pk), _incoming_dir(link.pk)
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(incoming, ignore_errors=True)
-    _plan(link, client)
+    counts = _plan(link, client)
+    if not any(counts.values()):
+        fail(link.pk, f"{link.gateway.name} holds no instances of these studies.")
+        return Staging.FAILED
     try:
         for study_uid in link.study_instance_uids:
-            _copy_study(link, client, study_uid, folder, incoming)
+            if counts[study_uid]:  # asking for a study the source does not hold only earns an error status
+                _copy_study(link, client, study_uid, folder, incoming)
     except Stopped:
         purge(ShareLink.objects.get(pk=link.pk))
         return "stopped"
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
-    return _finish(link, folder)
+    missing_studies = [uid for uid, n in counts.items() if not n]
+    return _finish(link, folder, missing_studies)
 
 
-def _plan(link: ShareLink, client: GatewayClient) -> None:
+def _plan(link: ShareLink, client: GatewayClient) -> dict[str, int]:
     """Count what is to come (progress needs a total) and note the patient for the audit trail."""
-    total = 0
+    counts = {}
     for study_uid in link.study_instance_uids:
-        total += len(client.find_instances(study_uid))
+        counts[study_uid] = len(client.find_instances(study_uid))
         if not link.patient_id:
             found = client.find_studies(StudyQuery(study_instance_uid=study_uid, limit=1))
             if found:
                 link.patient_id = found[0].patient_id[:64]
                 nhs = found[0].nhs_number
                 link.nhs_number = nhs if nhs and is_valid_nhs_number(nhs) else ""
-    link.instances_total = total
+    link.instances_total = sum(counts.values())
+    # A retry starts from what an earlier attempt already copied (the same files are simply replaced).
+    link.instances_staged = sum(1 for _ in share_dir(link.pk).glob("*.dcm"))
     link.staging_status = Staging.STAGING
     link.staging_error = ""
-    link.save(update_fields=["instances_total", "staging_status", "staging_error", "patient_id", "nhs_number"])
+    link.save(
+        update_fields=[
+            "instances_total",
+            "instances_staged",
+            "staging_status",
+            "staging_error",
+            "patient_id",
+            "nhs_number",
+        ]
+    )
+    return counts
 
 
 def _copy_study(link: ShareLink, client: GatewayClient, study_uid: str, folder: Path, incoming: Path) -> None:
@@ -85,8 +102,14 @@ def _copy_study(link: ShareLink, client: GatewayClient, study_uid: str, folder: 
             sop = item.sop_instance_uid
             # Only instances of the link's own study, under a name the viewer can look up: its scope.
             if item.study_instance_uid == study_uid and _UID.match(sop) and len(sop) <= 64:
-                os.replace(item.path, folder / f"{sop}.dcm")
-                ShareLink.objects.filter(pk=link.pk).update(instances_staged=F("instances_staged") + 1)
+                target = folder / f"{sop}.dcm"
+                already = target.exists()
+                try:
+                    os.replace(item.path, target)
+                except FileNotFoundError:
+                    raise Stopped from None  # revocation purged the folder under us
+                if not already:
+                    ShareLink.objects.filter(pk=link.pk).update(instances_staged=F("instances_staged") + 1)
             else:
                 item.path.unlink(missing_ok=True)
             if count % CHECK_EVERY == 0:
@@ -104,7 +127,7 @@ def _check_still_wanted(link_id: int) -> None:
         raise Stopped
 
 
-def _finish(link: ShareLink, folder: Path) -> str:
+def _finish(link: ShareLink, folder: Path, missing_studies: list[str]) -> str:
     staged = sum(1 for _ in folder.glob("*.dcm"))
     link.refresh_from_db()
     link.instances_staged = staged
@@ -115,7 +138,10 @@ def _finish(link: ShareLink, folder: Path) -> str:
         link.staging_status = Staging.READY
         link.staged_at = timezone.now()
         missing = max(link.instances_total - staged, 0)
-        link.staging_error = f"{missing} instance(s) could not be copied from the source." if missing else ""
+        notes = [f"{missing} instance(s) could not be copied from the source."] if missing else []
+        if missing_studies:
+            notes.append(f"The source holds no instances of {', '.join(missing_studies)}.")
+        link.staging_error = " ".join(notes)
         _warm_manifest(folder)
     link.save(update_fields=["instances_staged", "staging_status", "staging_error", "staged_at"])
     if link.revoked_at or link.is_expired:

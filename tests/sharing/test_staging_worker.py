@@ -136,3 +136,14 @@ def test_the_opinion_is_filed_into_the_source_pacs_as_a_basic_text_sr(
     assert stored.Modality == "SR"
     assert any(getattr(i, "TextValue", "") == "Segmental pulmonary embolism." for i in stored.ContentSequence)
     source_pacs.session().delete(f"{source_pacs.url}/instances/{found[0]}", timeout=30)
+
+
+def test_a_study_the_source_does_not_hold_fails_staging_with_a_reason(share_worker, source_pacs, alice, trust_a):
+    orthanc_gateway(trust_a, source_pacs)
+    created = create_via_api(alice, "1.2.826.0.1.3680043.8.498.99999")
+
+    link = wait_for(lambda: ready(created["id"]), share_worker, "staging to give up")
+
+    assert link.staging_status == "failed" and "holds no instances" in link.staging_error
+    assert api_as(alice).get(f"/api/v1/share-links/{link.pk}/").json()["state"] == "failed"
+    assert Client().get("/s/" + created["url"].rsplit("/s/", 1)[1]).status_code == 410
