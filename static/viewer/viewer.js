@@ -628,7 +628,8 @@
   }
 
   bind();
-  fetch(config.manifestUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+  // Plain same-origin GET, exactly as the page's <link rel="preload"> asked for it, so that is reused.
+  fetch(config.manifestUrl, { credentials: "same-origin" })
     .then(function (response) {
       if (!response.ok) { throw new Error("HTTP " + response.status); }
       return response.json();

@@ -244,6 +244,7 @@ def test_the_first_image_and_overlay_appear_without_errors(viewer, share_folder)
     assert "W 80 L 40" in overlay
     assert page.locator("#series-list .series-button").count() == 4  # CT, then MR T1, T2, FLAIR
     assert "SR · Earlier report" in page.inner_text("#series-list")  # listed, never rendered
+    assert viewer.requests.count("/s/manifest.json") == 1  # the preload is the script's fetch
 
 
 def test_keys_wheel_and_slider_move_through_the_stack(viewer, share_folder):
