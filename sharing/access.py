@@ -143,7 +143,9 @@ def open_link(request: HttpRequest, token: str) -> str:
     can no longer be used. Every one of those is on the audit trail; the token itself never is.
     """
     if _guessing_blocked(request):
-        security_alert(request, "rate limited")
+        # Once per address per window: a flood of refused requests must not become a flood of audit rows.
+        if cache.add(_guess_key(request) + ":alerted", 1, timeout=settings.SHARE_LINK_GUESS_WINDOW):
+            security_alert(request, "rate limited")
         raise Denied(429, "Too many attempts", "Too many invalid links from your address. Try again later.")
     link = None
     if tokens.looks_like_token(token):

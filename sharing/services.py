@@ -6,6 +6,7 @@ Each writes its audit event in its own transaction; email and Celery work go out
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -354,6 +355,8 @@ def opinion_file(opinion_id: int, *, client: GatewayClient | None = None, final:
             patient_id=opinion.link.patient_id,
             detail={"share_link": opinion.link_id, "opinion": opinion.pk, "gateway": opinion.link.gateway.name},
         )
+    # The PACS holds the report now; the spool's copy (patient data) goes. A failed filing keeps it.
+    shutil.rmtree(opinion_dir(opinion.pk), ignore_errors=True)
     return Filing.FILED
 
 

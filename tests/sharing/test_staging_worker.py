@@ -13,7 +13,7 @@ from django.conf import settings
 from django.test import Client
 
 from exchange.dicom.synthetic import make_study
-from sharing import staging
+from sharing import services, staging
 from sharing.models import SecondOpinion, ShareLink
 from sharing.sr import BASIC_TEXT_SR
 from tests.dicom.orthanc import OrthancProcess
@@ -128,6 +128,7 @@ def test_the_opinion_is_filed_into_the_source_pacs_as_a_basic_text_sr(
         lambda: SecondOpinion.objects.filter(filing_status__in=("filed", "failed")).first(), share_worker, "filing"
     )
     assert opinion.filing_status == "filed", opinion.filing_error
+    assert not services.opinion_dir(opinion.pk).exists()  # the spool's copy goes once the PACS has it
     sop = opinion.sr_uids[pacs_study.uid]["sop"]
     found = source_pacs.find("Instance", {"SOPInstanceUID": sop})
     assert len(found) == 1
