@@ -3,7 +3,8 @@
    comes from data- attributes on #viewer.
 
    Loading policy, so a drag or a fast scroll never floods the server: the displayed image has at
-   most one request in flight and the last one asked for wins (intermediate ones are skipped);
+   most one request in flight and the last one asked for wins (ones asked for meanwhile are skipped,
+   though prefetched images between the one shown and the one wanted are shown as they arrive);
    once the first image has shown, the next PREFETCH images in the scroll direction are fetched ahead
    at the current window, PREFETCH_PARALLEL at a time, and kept (as loaded Image elements, so even a
    no-store response is never fetched twice) in a small LRU; prefetches the reader has scrolled past
@@ -281,8 +282,9 @@
 
   function arrived(record) {
     var job = prefetching.get(record.url);
+    if (!job || job.record !== record) { return; }  // an abandoned request, since asked for again
     prefetching.delete(record.url);
-    if (job && job.record === record && !record.failed) { showOnTheWay(job); }
+    if (!record.failed) { showOnTheWay(job); }
     pumpPrefetch();
   }
 
