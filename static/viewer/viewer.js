@@ -256,10 +256,11 @@
         prefetchQueue.push({ url: url, stack: state.stack, item: items[index], win: quantised(state.window) });
       }
     }
-    // Scrolling outran a prefetch (or the window changed): give its connection to one still ahead.
+    // A prefetch for another series or window, or behind the image on screen, will never be shown:
+    // give its connection to one ahead. One between the screen and the wanted image still can be.
     prefetching.forEach(function (job, url) {
       var wanted = display.wanted && display.wanted.url === url;
-      if (!ahead.has(url) && !wanted && display.inFlight !== url) { abandon(job.record); }
+      if (!ahead.has(url) && !wanted && display.inFlight !== url && !onTheWay(job)) { abandon(job.record); }
     });
     pumpPrefetch();
   }
@@ -288,16 +289,20 @@
     pumpPrefetch();
   }
 
-  function showOnTheWay(job) {
-    // Scrolling faster than the server renders: show an image between the one on screen and the
-    // one asked for, rather than none until the last arrives. The overlay follows what is shown.
+  function onTheWay(job) {
     var want = display.wanted;
-    if (!want || !shown || job.stack !== want.stack || job.stack !== shown.stack) { return; }
-    if (imageUrl(job.item, want.win) !== job.url) { return; }  // prefetched at another window
+    if (!want || !shown || job.stack !== want.stack || job.stack !== shown.stack) { return false; }
+    if (imageUrl(job.item, want.win) !== job.url) { return false; }  // prefetched at another window
     var from = shown.item.index;
     var to = want.item.index;
     var at = job.item.index;
-    if ((from < at && at < to) || (to < at && at < from)) { present(job.record, job); }
+    return (from < at && at < to) || (to < at && at < from);
+  }
+
+  function showOnTheWay(job) {
+    // Scrolling faster than the server renders: show an image between the one on screen and the
+    // one asked for, rather than none until the last arrives. The overlay follows what is shown.
+    if (onTheWay(job)) { present(job.record, job); }
   }
 
   // ---- stack navigation ----------------------------------------------------------------------------
