@@ -30,8 +30,7 @@ from pynetdicom.sop_class import BasicTextSRStorage
 
 from exchange.dicom.synthetic import SyntheticPatient, make_study
 from sharing import rendering, staged
-from tests.browser.conftest import CHROMIUM_FLAGS
-from tests.helpers import require_tool
+from tests.browser.conftest import chromium  # noqa: F401 - the session's browser (one Playwright per process)
 
 pytestmark = pytest.mark.browser
 
@@ -186,20 +185,9 @@ def portal(share_folder) -> Iterator[SimpleNamespace]:
     server.server_close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    executable = require_tool("/usr/bin/chromium", "Debian's Chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
-def viewer(browser, portal):
-    context = browser.new_context(base_url=portal.url, viewport={"width": 1100, "height": 800})
+def viewer(chromium, portal):  # noqa: F811 - the session's shared browser
+    context = chromium.new_context(base_url=portal.url, viewport={"width": 1100, "height": 800})
     page = context.new_page()
     page.set_default_timeout(10_000)
     errors: list[str] = []
