@@ -17,4 +17,4 @@ RUN SECRET_KEY=build-only-not-secret DEBUG=0 ALLOWED_HOSTS=build python manage.p
 
 USER portal
 EXPOSE 8000 11112
-CMD ["gunicorn", "portal.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "portal.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-", "--logger-class", "portal.gunicorn.RedactingLogger"]

@@ -35,6 +35,7 @@ class Perm(StrEnum):
     APPROVE_REQUESTS = "approve_requests"
     RECONCILE_ARRIVALS = "reconcile_arrivals"
     CHANGE_RECONCILIATION_SETTINGS = "change_reconciliation_settings"
+    MANAGE_SHARE_LINKS = "manage_share_links"
 
 
 # Which roles at the object's trust grant each permission. Regional administrators hold all of them.
@@ -48,6 +49,7 @@ _ROLES_FOR = {
     Perm.ACKNOWLEDGE_AUDIT_ALERTS: {Role.IG_OFFICER},
     Perm.PUSH_STUDIES: {Role.CLINICIAN},
     Perm.MANAGE_TRANSFERS: {Role.IMAGING_MANAGER},
+    Perm.MANAGE_SHARE_LINKS: {Role.IMAGING_MANAGER},
     Perm.MANAGE_TRUSTS: set(),
     Perm.MANAGE_AGREEMENTS: set(),
     Perm.MANAGE_USERS: set(),
@@ -299,3 +301,27 @@ def may_change_trust(user, trust_id: int, fields: set[str]) -> bool:
         and fields <= RECONCILIATION_SETTINGS
         and has_perm_at(user, Perm.CHANGE_RECONCILIATION_SETTINGS, trust_id)
     )
+
+
+# --- share links: a clinician creates them; the creator and the trust's imaging managers see and revoke ------
+
+
+def may_create_share_link(user, trust_id: int) -> bool:
+    """Sharing a trust's studies with an outsider is a clinician's act at that trust (SPEC section 7)."""
+    return trust_id in member_trust_ids(user, Perm.PUSH_STUDIES)
+
+
+def visible_share_links(user, queryset: QuerySet) -> QuerySet:
+    """The creator's own links, and every link of a trust where the user is an imaging manager. No
+    regional-administrator bypass: running the region is no reason to see who was sent which patient."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return queryset.none()
+    trusts = member_trust_ids(user, Perm.MANAGE_SHARE_LINKS)
+    return queryset.filter(Q(created_by_id=user.pk) | Q(trust_id__in=trusts))
+
+
+def may_manage_share_link(user, link) -> bool:
+    """Revoke, read opinions and accesses: the creator, or an imaging manager of the link's trust."""
+    if link.created_by_id == getattr(user, "pk", None) and user.is_active:
+        return True
+    return link.trust_id in member_trust_ids(user, Perm.MANAGE_SHARE_LINKS)

@@ -140,6 +140,34 @@ SECOND_OPINION = _spec(
     "second opinion", EventID.IMPORT, Action.CREATE, LocalEventType.SECOND_OPINION, "trust study_uids"
 )
 
+# The issue for share links (#6) puts every use of a link on the trail as 110103 with the link as the actor,
+# and its security events (wrong codes, use after expiry or revocation, unknown tokens) as 110113.
+SHARE_LINK_ACCESSED = _spec(
+    "share link access",
+    EventID.INSTANCES_ACCESSED,
+    Action.EXECUTE,
+    LocalEventType.SHARE_LINK_OPENED,
+    "trust actor study_uids",
+    "detail.what: open (token exchanged), code (second factor passed), download, opinion",
+)
+SHARE_LINK_SECURITY_ALERT = _spec(
+    "share link security alert",
+    EventID.SECURITY_ALERT,
+    Action.EXECUTE,
+    EventType.USE_OF_RESTRICTED_FUNCTION,
+    "actor",
+    "detail.what: wrong code, locked, expired, revoked, unknown token, rate limited",
+)
+
+SECOND_OPINION_FILED = _spec(
+    "second opinion filing",
+    EventID.INSTANCES_TRANSFERRED,
+    Action.CREATE,
+    LocalEventType.SECOND_OPINION,
+    "trust study_uids",
+    "the opinion's Basic Text SR stored at the source gateway; detail.share_link, detail.opinion",
+)
+
 # --- the audit trail itself -----------------------------------------------------------------------
 AUDIT_LOG_READ = _spec("audit log read", EventID.AUDIT_LOG_USED, Action.READ)
 AUDIT_LOG_EXPORTED = _spec("audit log export", EventID.EXPORT, Action.READ, description="detail.format, filters")

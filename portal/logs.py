@@ -7,10 +7,25 @@ objects by database ID and trust code, never by patient identifiers: those belon
 from __future__ import annotations
 
 import logging.config
+import re
 
 import structlog
 
+# A share link's token is a credential: /s/<token> is logged as /s/[token] (sharing/urls.py; the token is
+# 43 URL-safe characters, never containing the dot or slash of the viewer's own /s/... paths).
+_SHARE_TOKEN = re.compile(r"/s/[A-Za-z0-9_-]{20,}(?=$|[/?#\s\"'])")
+
+
+def redact_share_tokens(_logger: object, _name: str, event_dict: dict) -> dict:
+    """Remove share-link tokens from every string of a log line (request paths, Django's 4xx warnings)."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "/s/" in value:
+            event_dict[key] = _SHARE_TOKEN.sub("/s/[token]", value)
+    return event_dict
+
+
 SHARED_PROCESSORS = [
+    redact_share_tokens,
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,

@@ -399,3 +399,25 @@ if LOG_FORMAT not in ("console", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be console or json, not {LOG_FORMAT!r}.")
 LOGGING_CONFIG = None
 configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
+
+# External second opinions (sharing/): share links, their staged copies and the consultant's session.
+INSTALLED_APPS.append("sharing")
+SHARE_DIR = SPOOL_DIR / "share"  # SPOOL_DIR/share/<link id>/<SOPInstanceUID>.dcm; web and workers share it
+SHARE_LINK_DEFAULT_HOURS = env.int("SHARE_LINK_DEFAULT_HOURS", default=72)
+SHARE_LINK_CODE_MINUTES = env.int("SHARE_LINK_CODE_MINUTES", default=30)
+SHARE_LINK_MAX_CODE_FAILURES = env.int("SHARE_LINK_MAX_CODE_FAILURES", default=10)
+# Unknown tokens one address may try per window before every /s/<token> from it answers 429.
+SHARE_LINK_GUESS_LIMIT = env.int("SHARE_LINK_GUESS_LIMIT", default=20)
+SHARE_LINK_GUESS_WINDOW = env.int("SHARE_LINK_GUESS_WINDOW", default=15 * 60)
+SHARE_LINK_PURGE_SECONDS = env.int("SHARE_LINK_PURGE_SECONDS", default=300)
+# The consultant's cookie: `__Host-` (Secure, Path=/, no Domain) wherever cookies are Secure; browsers
+# refuse a `__Host-` cookie that is not, so plain-http development and tests use a plain name.
+SHARE_LINK_COOKIE_SECURE = env.bool("SHARE_LINK_COOKIE_SECURE", default=SESSION_COOKIE_SECURE)
+SHARE_LINK_COOKIE_NAME = "__Host-share_session" if SHARE_LINK_COOKIE_SECURE else "share_session"
+if SHARE_LINK_DEFAULT_HOURS < 1 or SHARE_LINK_MAX_CODE_FAILURES < 1 or SHARE_LINK_GUESS_LIMIT < 1:
+    raise ImproperlyConfigured("SHARE_LINK_* settings: default hours, code failures and guess limit must be >= 1.")
+CELERY_TASK_ROUTES.update({"sharing.*": {"queue": "routine"}})
+CELERY_BEAT_SCHEDULE["sharing-purge"] = {
+    "task": "sharing.purge_share_links",
+    "schedule": float(SHARE_LINK_PURGE_SECONDS),
+}

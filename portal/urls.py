@@ -13,6 +13,7 @@ from directory.apis import AgreementViewSet, GatewayViewSet, TrustViewSet
 from exchange.apis import StudyDetailView, StudyListView
 from pulls.apis import RequestViewSet
 from reconciliation.apis import ReconciliationViewSet
+from sharing.apis import ShareLinkViewSet
 from transfers.apis import TransferViewSet
 
 from .health import healthz
@@ -32,6 +33,7 @@ router.register("audit-alerts", AuditAlertViewSet, basename="audit-alert")
 router.register("transfers", TransferViewSet, basename="transfer")
 router.register("requests", RequestViewSet, basename="request")
 router.register("reconciliation", ReconciliationViewSet, basename="reconciliation")
+router.register("share-links", ShareLinkViewSet, basename="share-link")
 
 api_v1 = [
     path("me/", MeView.as_view(), name="me"),
@@ -46,6 +48,7 @@ urlpatterns = [
     path("", include("transfers.urls")),
     path("", include("pulls.urls")),
     path("", include("reconciliation.urls")),
+    path("", include("sharing.urls")),
     path("accounts/", include("allauth.urls")),
     path("audit/", include("audit.urls")),
     path("admin/", admin.site.urls),

@@ -1,0 +1,58 @@
+"""Staff pages for share links: the form, the once-shown URL, the link's page with staging progress."""
+
+from __future__ import annotations
+
+import pytest
+
+from sharing.models import ShareLink
+from tests.helpers import signed_in
+
+pytestmark = pytest.mark.django_db
+
+STUDY = "1.2.826.0.1.3680043.8.498.700"
+
+
+def form(**overrides) -> dict:
+    return {
+        "study_instance_uids": STUDY,
+        "recipient_name": "Dr Chidi Okafor",
+        "recipient_email": "consultant@elsewhere.example",
+        "purpose": "Second opinion, please",
+        "expires_in_hours": "72",
+        **overrides,
+    }
+
+
+def test_the_form_creates_a_link_and_shows_its_url_once(alice, source_gateway, django_capture_on_commit_callbacks):
+    client = signed_in(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/trusts/RAA/share-links/new/", form())
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    link = ShareLink.objects.get()
+    assert b'id="share-url"' in response.content and b"/s/" in response.content
+    page = client.get(f"/share-links/{link.pk}/")
+    assert b"/s/" not in page.content.split(b"<main>")[1]  # never shown again
+    # While staging, the page refreshes itself and shows progress.
+    assert b'http-equiv="refresh"' in page.content and b"0 / 0" in page.content
+
+
+def test_an_expiry_beyond_the_trusts_maximum_is_refused_on_the_form(alice, trust_a, source_gateway):
+    trust_a.share_link_max_hours = 24
+    trust_a.save()
+    response = signed_in(alice).post("/trusts/RAA/share-links/new/", form(expires_in_hours="25"))
+    assert response.status_code == 400 and b"24" in response.content
+    assert not ShareLink.objects.exists()
+
+
+def test_a_clinician_of_another_trust_gets_404_for_the_form(bob, source_gateway):
+    assert signed_in(bob).get("/trusts/RAA/share-links/new/").status_code == 404
+
+
+def test_an_imaging_manager_may_not_create_links(amir, source_gateway):
+    assert signed_in(amir).get("/trusts/RAA/share-links/new/").status_code == 403
+
+
+def test_the_list_shows_links_to_creator_and_imaging_manager_only(ready_link, alice, amir, bob):
+    for user, expected in ((alice, True), (amir, True), (bob, False)):
+        content = signed_in(user).get("/share-links/").content
+        assert (f'href="/share-links/{ready_link.link.pk}/"'.encode() in content) is expected

@@ -1,0 +1,74 @@
+"""Purging staged copies (at revocation and by the beat task) and recording a failed SR filing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from directory.models import Gateway
+from sharing import services, staging, tasks
+from sharing.models import SecondOpinion, ShareLink
+from tests.dicom.orthanc import free_port
+from tests.helpers import signed_in
+from tests.sharing.conftest import post
+
+pytestmark = pytest.mark.django_db
+
+
+def test_revoking_deletes_the_staged_copy_at_once(ready_link, alice, django_capture_on_commit_callbacks):
+    folder = staging.share_dir(ready_link.link.pk)
+    assert any(folder.glob("*.dcm"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_in(alice).post(f"/share-links/{ready_link.link.pk}/revoke/")
+    assert response.status_code == 302
+    assert not folder.exists()
+    assert ShareLink.objects.get(pk=ready_link.link.pk).purged_at is not None
+
+
+def test_the_beat_task_purges_expired_links_and_only_those(ready_link, alice, trust_a, ct_files):
+    from tests.sharing.conftest import create_link, stage_files
+
+    live = create_link(alice, trust_a, ct_files[0].parent.name)
+    stage_files(live.link, ct_files)
+    ShareLink.objects.filter(pk=ready_link.link.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+
+    assert tasks.purge_share_links() == 1
+
+    assert not staging.share_dir(ready_link.link.pk).exists()
+    assert any(staging.share_dir(live.link.pk).glob("*.dcm"))
+    assert tasks.purge_share_links() == 0  # nothing left to do
+
+
+def test_another_trusts_user_cannot_see_or_revoke_the_link_page(ready_link, bob):
+    client = signed_in(bob)
+    assert client.get(f"/share-links/{ready_link.link.pk}/").status_code == 404
+    assert client.post(f"/share-links/{ready_link.link.pk}/revoke/").status_code == 404
+    assert ShareLink.objects.get(pk=ready_link.link.pk).revoked_at is None
+
+
+def test_the_creator_sees_every_access(consultant, ready_link, alice, ct_files):
+    consultant.get(f"/s/image/{ct_files[0].stem}/0.png", REMOTE_ADDR="192.0.2.44")
+    page = signed_in(alice).get(f"/share-links/{ready_link.link.pk}/")
+    assert page["Cache-Control"] == "no-store"
+    rows = page.content.decode().split('id="accesses"')[1]
+    assert "open" in rows and "code" in rows and "viewed series" in rows and "192.0.2.44" in rows
+
+
+def test_a_filing_that_keeps_failing_is_recorded_on_the_opinion(consultant, ready_link):
+    response = post(
+        consultant,
+        "/s/opinion/",
+        {"text": "t", "conclusion": "c", "consultant_name": "Dr O", "registration_number": "GMC1"},
+    )
+    assert response.status_code == 200
+    Gateway.objects.filter(pk=ready_link.link.gateway_id).update(port=free_port())  # nothing listens there
+    opinion = SecondOpinion.objects.get()
+
+    with pytest.raises(Exception):  # noqa: B017 - a transient GatewayError: the task retries it
+        services.opinion_file(opinion.pk)
+    assert services.opinion_file(opinion.pk, final=True) == "failed"
+
+    opinion.refresh_from_db()
+    assert opinion.filing_status == "failed" and opinion.filing_error and opinion.filing_attempts == 2
