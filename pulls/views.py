@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from accounts import permissions as perms
 from audit.context import actor_from_request
 from directory.models import Trust
+from portal.forms import add_service_errors
 
 from . import selectors, services
 from .forms import DeclineForm, RequestForm
@@ -47,8 +48,7 @@ def request_new(request: HttpRequest) -> HttpResponse:
                     **data,
                 )
             except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, f"Request {pull.pk} sent to {pull.source_trust.name}.")
                 return redirect("pulls:detail", pk=pull.pk)

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from accounts import permissions as perms
 from audit.context import actor_from_request
 from directory.models import Trust
+from portal.forms import add_service_errors
 
 from . import selectors, services
 from .forms import ShareLinkForm
@@ -42,8 +43,7 @@ def share_link_new(request: HttpRequest, ods_code: str) -> HttpResponse:
                     trust=trust, created_by=request.user, actor=actor_from_request(request), **form.cleaned_data
                 )
             except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
+                add_service_errors(form, exc)
             else:
                 # The URL is shown this once (it holds the token); the page is never cached.
                 return _no_store(render(request, "sharing/created.html", {"link": link, "url": url}))

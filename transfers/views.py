@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from accounts import permissions as perms
 from audit.context import actor_from_request
 from exchange.apis import trust_for_study_search
+from portal.forms import add_service_errors
 
 from . import selectors, services
 from .forms import PushForm, TransferFilterForm
@@ -42,8 +43,7 @@ def transfer_push(request: HttpRequest, ods_code: str) -> HttpResponse:
                     actor=actor_from_request(request),
                 )
             except ValidationError as exc:
-                for field, errors in exc.message_dict.items():
-                    form.add_error(field if field in form.fields else None, errors)
+                add_service_errors(form, exc)
             else:
                 messages.success(request, f"Transfer {transfer.pk} queued.")
                 return redirect("transfers:detail", pk=transfer.pk)
