@@ -325,3 +325,15 @@ def may_manage_share_link(user, link) -> bool:
     if link.created_by_id == getattr(user, "pk", None) and user.is_active:
         return True
     return link.trust_id in member_trust_ids(user, Perm.MANAGE_SHARE_LINKS)
+
+
+# --- what the staff navigation offers (a link nobody could use is noise) ---------------------------
+
+
+def may_see_requests(user) -> bool:
+    """The Requests pages: clinicians who ask, and the approvers who answer."""
+    return bool(member_trust_ids(user, Perm.REQUEST_STUDIES) | member_trust_ids(user, Perm.APPROVE_REQUESTS))
+
+
+def may_see_reconciliation(user) -> bool:
+    return bool(member_trust_ids(user, Perm.RECONCILE_ARRIVALS))
