@@ -277,6 +277,12 @@ def visible_requests(user, queryset: QuerySet) -> QuerySet:
     return queryset.filter(Q(requesting_trust_id__in=trusts) | Q(source_trust_id__in=trusts))
 
 
+def may_search_request_again(user, request) -> bool:
+    """Re-querying the source PACS for a request: the clinician who asked, or the source's approvers."""
+    asker = request.requested_by_id == getattr(user, "pk", None) and may_request_for(user, request.requesting_trust_id)
+    return asker or may_approve_requests_at(user, request.source_trust_id)
+
+
 # --- reconciliation on arrival: the receiving trust's imaging managers -----------------------------
 
 # Trust fields an imaging manager of that trust may change; everything else is the regional administrator's.

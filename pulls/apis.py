@@ -64,6 +64,12 @@ class RequestViewSet(
         body.is_valid(raise_exception=True)
         return self._decide(request, services.request_decline, reason=body.validated_data["reason"])
 
+    @extend_schema(request=None, responses=RequestSerializer)
+    @action(detail=True, methods=["post"], url_path="search-again")
+    def search_again(self, request: Request, pk: str | None = None) -> Response:
+        """Query the source trust's PACS again for a pending request's candidate studies."""
+        return self._decide(request, services.request_search_again)
+
     def _decide(self, request: Request, service, **kwargs) -> Response:
         pull = self.get_object()
         run_service(service, request=pull, user=request.user, actor=actor_from_request(request), **kwargs)

@@ -230,6 +230,45 @@ def _try_auto_approve(request: PullRequest) -> bool:
     return True
 
 
+@transaction.atomic
+def request_search_again(*, request: PullRequest, user, actor: Actor | None = None) -> PullRequest:
+    """Ask the source PACS again for a pending request's studies (it may have been down, or the studies
+    not yet archived when the request was made). The requester or the source's approvers may; an urgent
+    request that now qualifies for auto-approval is approved as if it had just been made."""
+    request = (
+        PullRequest.objects.select_for_update().select_related("source_trust", "requesting_trust").get(pk=request.pk)
+    )
+    if not perms.may_search_request_again(user, request):
+        raise PermissionDenied("Only the requester or the source trust's approvers may search again.")
+    if request.status != RequestStatus.PENDING:
+        raise ValidationError({"detail": f"This request has already been {request.get_status_display().lower()}."})
+    clean = {
+        "nhs_number": request.nhs_number,
+        "family_name": request.family_name,
+        "given_name": request.given_name,
+        "birth_date": request.birth_date,
+        "sex": request.sex,
+        "date_from": request.date_from,
+        "date_to": request.date_to,
+        "modalities": request.modalities,
+    }
+    request.candidates, request.candidates_error = find_candidates(request.source_trust, clean)
+    request.save(update_fields=["candidates", "candidates_error"])
+    catalogue.STUDY_SEARCH.record(
+        actor=_actor(user, actor),
+        outcome=Outcome.SUCCESS if not request.candidates_error else Outcome.MINOR_FAILURE,
+        trust=request.source_trust.ods_code,
+        peer_trust=request.requesting_trust.ods_code,
+        nhs_number=request.nhs_number,
+        study_uids=request.candidate_uids,
+        reason=request.reason,
+        detail={"request": request.pk, "search_again": True, "candidates": len(request.candidates)},
+    )
+    if auto_approval_applies(request):
+        _try_auto_approve(request)
+    return request
+
+
 # --- approving and declining ----------------------------------------------------------------------
 
 

@@ -9,4 +9,5 @@ urlpatterns = [
     path("requests/<int:pk>/", views.request_detail, name="detail"),
     path("requests/<int:pk>/approve/", views.request_approve, name="approve"),
     path("requests/<int:pk>/decline/", views.request_decline, name="decline"),
+    path("requests/<int:pk>/search-again/", views.request_search_again, name="search_again"),
 ]

@@ -80,7 +80,13 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     may_decide = pull.status == RequestStatus.PENDING and perms.may_approve_requests_at(
         request.user, pull.source_trust_id
     )
-    context = {"pull": pull, "may_decide": may_decide, "decline_form": DeclineForm()}
+    may_search_again = pull.status == RequestStatus.PENDING and perms.may_search_request_again(request.user, pull)
+    context = {
+        "pull": pull,
+        "may_decide": may_decide,
+        "may_search_again": may_search_again,
+        "decline_form": DeclineForm(),
+    }
     return render(request, "pulls/detail.html", context)
 
 
@@ -104,6 +110,13 @@ def request_decline(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, "Say why the request is declined.")
         return redirect("pulls:detail", pk=pk)
     return _decide(request, pull, services.request_decline, "declined", reason=form.cleaned_data["reason"])
+
+
+@login_required
+@require_POST
+def request_search_again(request: HttpRequest, pk: int) -> HttpResponse:
+    pull = perms.get_visible_or_404(selectors.request_list(user=request.user), pk=pk)
+    return _decide(request, pull, services.request_search_again, "searched again")
 
 
 def _decide(request: HttpRequest, pull, service, done: str, **kwargs) -> HttpResponse:

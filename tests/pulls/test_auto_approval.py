@@ -14,6 +14,7 @@ from directory.models import Gateway, SharingAgreement
 from exchange import nhs
 from exchange.dicom.synthetic import SyntheticPatient, make_study
 from pulls.models import PullRequest
+from tests.dicom.orthanc import free_port
 from tests.helpers import api_as
 from tests.transfers.peers import orthanc_gateway
 from transfers.models import Transfer
@@ -137,3 +138,36 @@ def test_when_no_transfer_can_be_set_up_an_eligible_request_waits_for_a_person(
     body = ask(bob, person)
     assert body["status"] == "pending" and body["candidates"]
     assert not Transfer.objects.exists() and not AuditEvent.objects.filter(event_id="110113").exists()
+
+
+def test_searching_again_after_the_pacs_was_down_finds_the_studies_and_approves_an_eligible_request(
+    region, pacs_pair, bob, amir, trust_a, tmp_path
+):
+    person, study_uid = study_at_a(pacs_pair, tmp_path, 811)
+    gateway = Gateway.objects.get(trust=trust_a)
+    live_port = gateway.port
+    Gateway.objects.filter(pk=gateway.pk).update(port=free_port())  # nothing listens there: A's PACS is "down"
+    body = ask(bob, person)
+    assert (
+        body["status"] == "pending" and not body["candidates"] and "could not be searched" in body["candidates_error"]
+    )
+
+    Gateway.objects.filter(pk=gateway.pk).update(port=live_port)
+    response = api_as(amir).post(f"/api/v1/requests/{body['id']}/search-again/")
+
+    assert response.status_code == 200, response.json()
+    again = response.json()
+    assert [c["study_instance_uid"] for c in again["candidates"]] == [study_uid] and not again["candidates_error"]
+    assert again["status"] == "approved" and again["auto_approved"] is True  # trauma, unique match: as if just made
+    assert api_as(amir).post(f"/api/v1/requests/{body['id']}/search-again/").status_code == 400  # decided now
+
+
+def test_only_the_requester_or_the_source_approvers_may_search_again(region, pacs_pair, bob, alice, ada, tmp_path):
+    person, _ = study_at_a(pacs_pair, tmp_path, 812)
+    body = ask(bob, person, priority="routine")
+    before = PullRequest.objects.get(pk=body["id"]).candidates
+
+    assert api_as(ada).post(f"/api/v1/requests/{body['id']}/search-again/").status_code == 403  # IG officer at A
+    assert api_as(alice).post(f"/api/v1/requests/{body['id']}/search-again/").status_code == 200  # clinician at A
+    assert api_as(bob).post(f"/api/v1/requests/{body['id']}/search-again/").status_code == 200  # the requester
+    assert PullRequest.objects.get(pk=body["id"]).candidates == before

@@ -36,6 +36,12 @@ def test_a_clinician_requests_images_through_the_form(bob, trust_a, agreement, g
     assert pull.modalities == ["CT", "MR"] and pull.requested_by == bob
     page = client.get(f"/requests/{pull.pk}/").content.decode()
     assert "could not be searched" in page  # gateway_a does not answer: said, not hidden
+    assert "PACS again</button>" in page  # and the requester may ask once it is back
+
+    response = client.post(f"/requests/{pull.pk}/search-again/")
+
+    assert response.status_code == 302 and response["Location"] == f"/requests/{pull.pk}/"
+    assert "could not be searched" in PullRequest.objects.get().candidates_error  # still down, still said
 
 
 def test_the_form_shows_a_bad_nhs_number_and_records_nothing(bob, trust_a, agreement, gateway_a):
