@@ -13,11 +13,12 @@ from the locmem outbox), then measure
   each run a new link, a new browser context and the renderer's caches cleared (a new consultant
   meets a cold server). Target < 1 s. Both the wall clock seen from here and the browser's own clock
   (navigation start → image shown) are printed;
-* scrolling: ArrowDown pressed through every slice at `--key-rate` a second (faster than the target),
-  counting distinct images actually on screen (sampled every animation frame) per second from the
-  first key until the last slice shows, and how long the viewer takes to settle after the last key;
-  then "press one key, wait until that slice shows", one step at a time. Both at the file's window and
-  at the lung preset, with the renderer's caches cleared first. Target >= 20 images/s.
+* scrolling: ArrowDown through every slice at `--key-rate` a second (faster than the target; sent in
+  the page, see PRESS_JS), counting distinct images painted (sampled every animation frame) per second
+  from the first key until the last slice shows, and how long the viewer takes to settle after the last
+  key; alongside, how many images viewer.js presented and the server rendered in that time. Then "press
+  one key, wait until that slice shows", one step at a time. Both at the file's window and at the lung
+  preset, with the renderer's caches cleared first. Target >= 20 images/s.
 
 The files were just written, so they sit in the OS page cache. The machine's load average is printed
 with the figures: on a shared machine it moves them. Exit status 1 if a target is missed.
@@ -218,7 +219,6 @@ def main() -> int:
         browser.close()
         playwright.stop()
         server.terminate()
-        shutil.rmtree(WORK, ignore_errors=True)
     print(f"\n{load()}")
     print("all targets met" if ok else "TARGET MISSED")
     return 0 if ok else 1
@@ -381,4 +381,7 @@ def go_to_first(page, preset: str, windowed: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
