@@ -191,6 +191,8 @@
       if (display.wanted === want) {
         display.wanted = null;
         if (record.failed) { problem("This image could not be loaded."); } else { present(record, want); }
+      } else if (!record.failed && onTheWay(want)) {
+        present(record, want);  // overtaken, but still between the screen and the wanted image: show it
       }
       load();  // a newer image was asked for meanwhile: fetch only that one
     });
