@@ -75,7 +75,7 @@ def main() -> None:
         "--store-streams",
         type=int,
         default=None,
-        help="the engine's STORE_STREAMS for this run (an A/B of parallel store streams; default: as shipped)",
+        help="TRANSFER_STORE_STREAMS for this run (an A/B of parallel store streams; default: the setting's)",
     )
     args = parser.parse_args()
 
@@ -126,8 +126,9 @@ def main() -> None:
         from transfers import engine
 
         if args.store_streams:
-            engine.STORE_STREAMS = args.store_streams
-        print(f"engine: batches of {engine.BATCH_SIZE}, up to {engine.STORE_STREAMS} store streams\n", flush=True)
+            settings.TRANSFER_STORE_STREAMS = args.store_streams
+        streams = settings.TRANSFER_STORE_STREAMS
+        print(f"engine: batches of {engine.BATCH_SIZE}, up to {streams} store streams\n", flush=True)
         region = _region(a, b)
         orthanc_id = a.find("Study", {"StudyInstanceUID": study_uid})[0]
 

@@ -3,12 +3,12 @@
 One worker owns a transfer at a time (a lease renewed by heartbeats). Retrieval runs in its own thread
 and hands instances through a bounded queue to this thread, which records each batch in the ledger
 under row locks (retrieved, with its size and SHA-256), sends it to the destination from a small pool
-of store streams (up to STORE_STREAMS, one gateway slot each), and records each instance's outcome when
-its batch comes back. Only this thread touches the database. What the ledger marks stored is never sent
-again, so a rerun after a crash, a retry or a second delivery of the task resumes where the last one
-stopped.
+of store streams (settings.TRANSFER_STORE_STREAMS, one gateway slot each), and records each instance's
+outcome when its batch comes back. Only this thread touches the database. What the ledger marks stored
+is never sent again, so a rerun after a crash, a retry or a second delivery of the task resumes where
+the last one stopped.
 
-Delivery to the destination is at least once on the wire for the one batch in flight when a worker
+Delivery to the destination is at least once on the wire for the batches in flight when a worker
 dies (it is sent again on resume); a PACS keys instances by SOP Instance UID, so each arrives once.
 """
 
@@ -45,10 +45,6 @@ from . import notifications, slots
 from .models import FINISHED, InstanceState, Status, Transfer, TransferInstance
 
 BATCH_SIZE = 16  # instances per C-STORE association / STOW-RS request
-# Batches in flight to the destination at once, each its own association or HTTP request and each
-# holding one of the gateway's slots (extra ones taken only if free): a PACS indexes one batch while
-# the next is on the wire, and the sockets' waits overlap the retrieval's work in this process.
-STORE_STREAMS = 3
 # While instances flow, the lease is renewed at most this often (each renewal is two commits); in
 # between, a read per batch still notices a cancellation at once.
 BEAT_SECONDS = 1.0
@@ -179,7 +175,7 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
         with _keepalive(transfer, owner):  # a C-FIND over a big study can outlast the lease
             _plan(transfer, clients.source)
         streams = 1 + slots.acquire_extra(
-            transfer.destination_gateway_id, owner, STORE_STREAMS - 1, transfer_id=transfer.pk
+            transfer.destination_gateway_id, owner, settings.TRANSFER_STORE_STREAMS - 1, transfer_id=transfer.pk
         )  # released with the transfer's own slots by run()
         for study_uid in transfer.study_instance_uids:
             _move_study(transfer, owner, clients, study_uid, folder, streams)

@@ -167,9 +167,11 @@ def test_an_unreachable_destination_is_retried_then_failed_after_the_window(
     assert api_as(alice).get(f"/api/v1/transfers/{transfer.pk}/").json()["status"] == "failed"
 
 
+@pytest.mark.parametrize("streams", [1, 3])
 def test_cancelling_mid_transfer_stops_sending_and_records_what_arrived(
-    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b, monkeypatch
+    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b, monkeypatch, settings, streams
 ):
+    settings.TRANSFER_STORE_STREAMS = streams
     transfer = push(alice, trust_a, trust_b, ct_study.uid)
     real_mark_stored = engine._mark_stored
     recorded: list[int] = []
@@ -190,7 +192,7 @@ def test_cancelling_mid_transfer_stops_sending_and_records_what_arrived(
     assert transfer.status == Status.CANCELLED
     stored = transfer.instances.filter(state=InstanceState.STORED).count()
     # Batches already on the wire (one per store stream at most) still land and are recorded; no more go.
-    assert len(recorded) <= engine.STORE_STREAMS and stored == sum(recorded) < len(ct_study.paths)
+    assert len(recorded) <= streams and stored == sum(recorded) < len(ct_study.paths)
     assert len(sop_uids_held(pacs_pair[1], ct_study.uid)) == stored
     event = AuditEvent.objects.get(event_id="110104")
     assert event.outcome == 4 and event.detail["instances_stored"] == stored
