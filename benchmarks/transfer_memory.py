@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,7 @@ def child(instances: int, rows: int, pair: str) -> None:
     finally:
         a.remove()
         b.remove()
+        shutil.rmtree(bench.WORK, ignore_errors=True)
 
 
 def main() -> None:
