@@ -122,7 +122,15 @@ def _region(a, b):
     from directory.models import Gateway, SharingAgreement, Trust
 
     ta = Trust.objects.create(ods_code="RL1", name="Latency A")
-    tb = Trust.objects.create(ods_code="RL2", name="Latency B")
+    # Reconciliation off at the destination: this times the transfer, not identifier rewriting (with
+    # it on, B's PACS knows no local patient for the study, which would wait in the reconciliation queue).
+    tb = Trust.objects.create(
+        ods_code="RL2",
+        name="Latency B",
+        reconcile_patient_id=False,
+        prefix_accession=False,
+        prefix_study_description=False,
+    )
     SharingAgreement.objects.create(trust_a=ta, trust_b=tb)
     for trust, server in ((ta, a), (tb, b)):
         Gateway.objects.create(

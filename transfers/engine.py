@@ -1,11 +1,14 @@
 """The transfer engine: source gateway → bounded spool → destination gateway, instance by instance.
 
 One worker owns a transfer at a time (a lease renewed by heartbeats). Retrieval runs in its own thread
-and hands instances through a bounded queue to this thread, which stores them in batches and records
-each one in the ledger under row locks. What the ledger marks stored is never sent again, so a rerun
-after a crash, a retry or a second delivery of the task resumes where the last one stopped.
+and hands instances through a bounded queue to this thread, which records each batch in the ledger
+under row locks (retrieved, with its size and SHA-256), sends it to the destination from a small pool
+of store streams (settings.TRANSFER_STORE_STREAMS, one gateway slot each), and records each instance's
+outcome when its batch comes back. Only this thread touches the database. What the ledger marks stored
+is never sent again, so a rerun after a crash, a retry or a second delivery of the task resumes where
+the last one stopped.
 
-Delivery to the destination is at least once on the wire for the one batch in flight when a worker
+Delivery to the destination is at least once on the wire for the batches in flight when a worker
 dies (it is sent again on resume); a PACS keys instances by SOP Instance UID, so each arrives once.
 """
 
@@ -16,7 +19,9 @@ import json
 import queue
 import shutil
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,20 +31,23 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from audit import catalogue
 from audit.codes import Outcome
 from audit.context import system_actor
 from directory.gateways import gateway_client
-from exchange.dicom import GatewayClient, GatewayError, RetrievedInstance, StudyQuery
+from exchange.dicom import GatewayClient, GatewayError, RetrievedInstance, StoreResult, StudyQuery
 from reconciliation import services as reconciliation
 
 from . import notifications, slots
 from .models import FINISHED, InstanceState, Status, Transfer, TransferInstance
 
 BATCH_SIZE = 16  # instances per C-STORE association / STOW-RS request
+# While instances flow, the lease is renewed at most this often (each renewal is two commits); in
+# between, a read per batch still notices a cancellation at once.
+BEAT_SECONDS = 1.0
 QUEUE_SIZE = 32  # instances retrieved and waiting to be stored: with the retriever's own, the spool's bound
 MAX_INSTANCE_ATTEMPTS = 3  # passes an instance gets before a transient refusal counts as failure
 ACTOR = system_actor("transfer worker")
@@ -108,6 +116,25 @@ def _beat(transfer: Transfer, owner: str, status: str | None = None) -> None:
         transfer.status = status
 
 
+class _Heartbeat:
+    """`_beat` for the loops that move instances, called per batch: it writes every BEAT_SECONDS and
+    otherwise only reads whether the transfer is still ours and running (raising Stopped if not)."""
+
+    def __init__(self, transfer: Transfer, owner: str) -> None:
+        self.transfer, self.owner = transfer, owner
+        self.last = float("-inf")
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self.last >= BEAT_SECONDS:
+            _beat(self.transfer, self.owner)
+            self.last = now
+            return
+        live = Transfer.objects.filter(pk=self.transfer.pk, lease_owner=self.owner).exclude(status__in=FINISHED)
+        if not live.exists():
+            raise Stopped
+
+
 def release(transfer_id: int, owner: str) -> None:
     Transfer.objects.filter(pk=transfer_id, lease_owner=owner).update(lease_owner="")
 
@@ -147,8 +174,11 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
         clients = clients or clients_for(transfer)
         with _keepalive(transfer, owner):  # a C-FIND over a big study can outlast the lease
             _plan(transfer, clients.source)
+        streams = 1 + slots.acquire_extra(
+            transfer.destination_gateway_id, owner, settings.TRANSFER_STORE_STREAMS - 1, transfer_id=transfer.pk
+        )  # released with the transfer's own slots by run()
         for study_uid in transfer.study_instance_uids:
-            _move_study(transfer, owner, clients, study_uid, folder)
+            _move_study(transfer, owner, clients, study_uid, folder, streams)
         _give_up_or_retry_undelivered(transfer)
         _beat(transfer, owner, Status.VERIFYING)
         with _keepalive(transfer, owner):
@@ -209,7 +239,9 @@ def _add_error(transfer: Transfer, **entry: str) -> None:
         transfer.errors = locked.errors
 
 
-def _move_study(transfer: Transfer, owner: str, clients: Clients, study_uid: str, folder: Path) -> None:
+def _move_study(
+    transfer: Transfer, owner: str, clients: Clients, study_uid: str, folder: Path, streams: int = 1
+) -> None:
     rows = transfer.instances.filter(study_instance_uid=study_uid)
     todo = list(
         rows.filter(state__in=(InstanceState.PENDING, InstanceState.RETRIEVED)).values_list(
@@ -223,15 +255,21 @@ def _move_study(transfer: Transfer, owner: str, clients: Clients, study_uid: str
     retrieval = clients.source.retrieve(study_uid, sop_uids=sop_uids, spool_dir=folder / "in", label=str(transfer.pk))
     pipe = _Pipe(retrieval)
     pipe.start()
+    beat = _Heartbeat(transfer, owner)
+    stores = _Stores(transfer, owner, clients.destination, streams, beat)
     try:
         while True:
+            stores.wait_for_room()
             batch, done = pipe.take(BATCH_SIZE, timeout=heartbeat_interval())
-            _beat(transfer, owner)
+            beat()
             if batch:
-                _store_batch(transfer, owner, clients.destination, batch)
+                stores.send(batch)
+            stores.collect()
             if done:
                 break
+        stores.finish()
     finally:
+        stores.close()
         pipe.stop()
     _fail_damaged(transfer, pipe.summary)
 
@@ -341,18 +379,94 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _store_batch(transfer: Transfer, owner: str, destination: GatewayClient, batch: list[RetrievedInstance]) -> None:
-    try:
-        to_send = _mark_retrieved(transfer, batch)
-        to_send = reconciliation.prepare_batch(transfer, destination, to_send)  # rewrite, or hold in its queue
+_InFlight = tuple[Future[list[StoreResult]], list[RetrievedInstance], list[RetrievedInstance]]
+
+
+class _Stores:
+    """Batches on their way to the destination: sent from a pool of `streams` threads, recorded in the
+    ledger by the calling thread (the only one that uses the database) as they come back."""
+
+    def __init__(
+        self, transfer: Transfer, owner: str, destination: GatewayClient, streams: int, beat: _Heartbeat
+    ) -> None:
+        self.transfer, self.owner, self.destination, self.beat = transfer, owner, destination, beat
+        self.streams = max(1, streams)
+        self.pool = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="transfer-store")
+        self.in_flight: list[_InFlight] = []
+
+    def send(self, batch: list[RetrievedInstance]) -> None:
+        """Ledger to `retrieved`, reconciliation, then off to a store stream (the files are deleted once
+        it has come back)."""
+        try:
+            to_send = _mark_retrieved(self.transfer, batch)
+            to_send = reconciliation.prepare_batch(self.transfer, self.destination, to_send)  # rewrite, or hold
+            if to_send and self.transfer.status != Status.SENDING:
+                _beat(self.transfer, self.owner, Status.SENDING)
+        except BaseException:
+            _discard(batch)
+            raise
         if not to_send:
+            _discard(batch)
             return
-        if transfer.status != Status.SENDING:
-            _beat(transfer, owner, Status.SENDING)
-        results = destination.store([item.path for item in to_send])
-        _mark_stored(transfer, to_send, results)
-    finally:
-        _discard(batch)
+        future = self.pool.submit(self.destination.store, [item.path for item in to_send])
+        self.in_flight.append((future, batch, to_send))
+
+    def wait_for_room(self) -> None:
+        """Block (beating) while every stream is busy."""
+        while len(self.in_flight) >= self.streams:
+            wait([f for f, _, _ in self.in_flight], timeout=heartbeat_interval(), return_when=FIRST_COMPLETED)
+            self.beat()
+            self.collect()
+
+    def collect(self) -> None:
+        """Record the batches that have come back; a stream's GatewayError is raised here."""
+        for entry in [e for e in self.in_flight if e[0].done()]:
+            self.in_flight.remove(entry)
+            future, batch, sent = entry
+            try:
+                _mark_stored(self.transfer, sent, future.result())
+            finally:
+                _discard(batch)
+
+    def finish(self) -> None:
+        while self.in_flight:
+            wait([f for f, _, _ in self.in_flight], timeout=heartbeat_interval(), return_when=FIRST_COMPLETED)
+            self.beat()
+            self.collect()
+
+    def close(self) -> None:
+        """After an error: let the batches on the wire end (nothing may still be sending once the slots
+        are released), record what they stored, and delete their files."""
+        for future, batch, sent in self.in_flight:
+            try:
+                _mark_stored(self.transfer, sent, future.result())
+            except Exception:  # the first error is already on its way up; these are sent again on resume
+                log.warning("store_batch_not_recorded", transfer_id=self.transfer.pk, exc_info=True)
+            finally:
+                _discard(batch)
+        self.in_flight.clear()
+        self.pool.shutdown(wait=True)
+
+
+def _update_each(rows: list[TransferInstance], fields: list[str]) -> None:
+    """Write `fields` (and updated_at) of each row with one UPDATE run for every row (executemany).
+    The ORM's bulk_update builds a CASE per field and row: profiled, it cost more of the engine's time
+    than sending the images."""
+    if not rows:
+        return
+    now = timezone.now()
+    meta = TransferInstance._meta
+    columns = [meta.get_field(name) for name in [*fields, "updated_at"]]
+    connection = connections[router.db_for_write(TransferInstance)]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608 - names from the model
+    params = []
+    for row in rows:
+        row.updated_at = now
+        params.append([f.get_db_prep_save(getattr(row, f.attname), connection) for f in columns] + [row.pk])
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _mark_retrieved(transfer: Transfer, batch: list[RetrievedInstance]) -> list[RetrievedInstance]:
@@ -377,9 +491,10 @@ def _mark_retrieved(transfer: Transfer, batch: list[RetrievedInstance]) -> list[
                 continue
             else:
                 changed.append(row)
-            row.state, row.size, row.sha256 = InstanceState.RETRIEVED, item.size, _sha256(item.path)
+            # The retrieval hashed most files as it wrote them; read back only the others.
+            row.state, row.size, row.sha256 = InstanceState.RETRIEVED, item.size, item.sha256 or _sha256(item.path)
             send.append(item)
-        TransferInstance.objects.bulk_update(changed, ["state", "size", "sha256", "updated_at"])
+        _update_each(changed, ["state", "size", "sha256"])
         TransferInstance.objects.bulk_create(new, ignore_conflicts=True)
     return send
 
@@ -397,7 +512,7 @@ def _mark_stored(transfer: Transfer, sent: list[RetrievedInstance], results: lis
                 row.state, row.last_error = InstanceState.FAILED, result.message or "refused by the destination"
             else:  # a refusal the destination may lift (out of resources): send it again on the next pass
                 row.state, row.last_error = InstanceState.PENDING, result.message
-        TransferInstance.objects.bulk_update(rows, ["state", "attempts", "last_error", "updated_at"])
+        _update_each(rows, ["state", "attempts", "last_error"])
 
 
 def _give_up_or_retry_undelivered(transfer: Transfer) -> None:

@@ -5,6 +5,11 @@ where the slot is free or its lease has expired"), which is atomic on PostgreSQL
 re-checks the condition once the other commits) and on SQLite (writes are serialised), so two workers
 never hold the same slot and no Redis is needed. A transfer takes a slot on its source and on its
 destination, both or neither, so two transfers never wait on each other's half.
+
+A running transfer may also take extra slots for parallel streams to a gateway (`acquire_extra`), only
+those free at that moment and never waiting for one: each parallel association or HTTP stream holds a
+slot, so a gateway never sees more than its max_concurrency from the portal. They are held under
+derived names (`<holder>+<n>`) and renewed and released with the holder's own.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from django.utils import timezone
 from directory.models import Gateway
 
 from .models import FINISHED, GatewaySlot, Transfer
+
+EXTRA_SEPARATOR = "+"  # between a holder's name and the number of one of its extra slots
 
 
 def lease() -> timedelta:
@@ -62,13 +69,32 @@ def _take(gateway_id: int, holder: str, transfer_id: int | None) -> bool:
     return False
 
 
+def acquire_extra(gateway_id: int, holder: str, wanted: int, *, transfer_id: int | None = None) -> int:
+    """Up to `wanted` more slots on one gateway for `holder`'s parallel streams, as many as are free
+    now (no waiting: the streams are an optimisation, one slot is enough to make progress)."""
+    taken = 0
+    for n in range(1, wanted + 1):
+        if not _take(gateway_id, _extra(holder, n), transfer_id):
+            break
+        taken += 1
+    return taken
+
+
+def _extra(holder: str, n: int) -> str:
+    return f"{holder}{EXTRA_SEPARATOR}{n}"
+
+
+def _held_by(holder: str) -> Q:
+    return Q(holder=holder) | Q(holder__startswith=f"{holder}{EXTRA_SEPARATOR}")
+
+
 def renew(holder: str) -> None:
     """Called with every heartbeat: the slots live as long as the transfer's lease."""
-    GatewaySlot.objects.filter(holder=holder).update(expires_at=timezone.now() + lease())
+    GatewaySlot.objects.filter(_held_by(holder)).update(expires_at=timezone.now() + lease())
 
 
 def release(holder: str) -> None:
-    GatewaySlot.objects.filter(holder=holder).update(holder="", transfer=None, acquired_at=None, expires_at=None)
+    GatewaySlot.objects.filter(_held_by(holder)).update(holder="", transfer=None, acquired_at=None, expires_at=None)
 
 
 def in_use(gateway_id: int) -> int:

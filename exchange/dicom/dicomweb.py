@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import hashlib
 import re
 import time
+import uuid
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from .queries import (
     study_identifiers,
 )
 from .retrieval import Retrieval
-from .spool import temp_path
+from .spool import TEMP_PREFIX
 from .validate import OUT_OF_RESOURCES
 
 DICOM_JSON = "application/dicom+json"
@@ -227,14 +228,15 @@ class DicomWebClient:
             route=lambda info, peer: Route(spool_dir),
             on_arrival=landed.append,
             on_quarantine=lambda record: summary.quarantined.append(record.path),
+            durable=False,  # a scratch spool, as C-GET's: after a crash the caller retrieves again
         )
         peer = Peer(calling_ae="", called_ae="", address=self.base)
         for path in self._wado_paths(study, series, sops):
             response = self._request("GET", path, headers={"Accept": MULTIPART_DICOM}, stream=True)
             try:
                 boundary = boundary_of(response.headers.get("Content-Type", ""))
-                for temp, size in _parts_to_files(response.iter_content(CHUNK), boundary, spool_dir):
-                    status = intake.accept(temp, size=size, peer=peer)
+                for temp, size, sha256 in _parts_to_files(response.iter_content(CHUNK), boundary, spool_dir):
+                    status = intake.accept(temp, size=size, peer=peer, file_sha256=sha256)
                     if status == OUT_OF_RESOURCES:
                         raise GatewayError(f"could not keep an instance from {self.config.name} on disk.")
                     if landed:
@@ -248,6 +250,7 @@ class DicomWebClient:
                             arrival.series_instance_uid,
                             arrival.transfer_syntax_uid,
                             arrival.size,
+                            arrival.file_sha256,
                         )
                     else:
                         summary.failed += 1
@@ -329,26 +332,29 @@ def _stow_outcome(response: requests.Response) -> tuple[dict[str, str], dict[str
     return stored, failed, ""
 
 
-def _parts_to_files(chunks: Iterator[bytes], boundary: str, folder: Path) -> Iterator[tuple[Path, int]]:
-    """Write each multipart part to a fsynced temp file as it streams in; yield (path, size)."""
+def _parts_to_files(chunks: Iterator[bytes], boundary: str, folder: Path) -> Iterator[tuple[Path, int, str]]:
+    """Write each multipart part to a temp file as it streams in, hashing it on the way; yield
+    (path, size, sha256 of the file). Not fsynced: the files are a retrieval's scratch spool, which a
+    crash throws away (the caller's ledger, not the file, says what has arrived)."""
     handle = None
     temp: Path | None = None
+    digest = hashlib.sha256()
     size = 0
+    folder.mkdir(parents=True, exist_ok=True)
     try:
         for kind, value in iter_events(chunks, boundary):
             if kind == "headers":
-                temp = temp_path(folder)
+                temp = folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}.dcm"
                 handle = open(temp, "wb")  # noqa: SIM115 - closed at "end" or in finally
-                size = 0
+                digest, size = hashlib.sha256(), 0
             elif kind == "data" and handle is not None:
                 handle.write(value)
+                digest.update(value)
                 size += len(value)
             elif kind == "end" and handle is not None and temp is not None:
-                handle.flush()
-                os.fsync(handle.fileno())
                 handle.close()
                 handle = None
-                yield temp, size
+                yield temp, size, digest.hexdigest()
                 temp = None
     finally:
         if handle is not None:

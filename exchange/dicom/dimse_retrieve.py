@@ -261,6 +261,7 @@ def _as_retrieved(arrival: Arrival) -> RetrievedInstance:
         series_instance_uid=arrival.series_instance_uid,
         transfer_syntax_uid=arrival.transfer_syntax_uid,
         size=arrival.size,
+        sha256=arrival.file_sha256,
     )
 
 

@@ -66,6 +66,7 @@ class Arrival:
     job_id: str | None = None
     job_label: str = ""
     duplicate: bool = False
+    file_sha256: str = ""  # of the whole file at `path`, when it was hashed while written ("" if not)
 
 
 ArrivalHook = Callable[[Arrival], None]
@@ -133,7 +134,8 @@ class Intake:
         try:
             peer = peer_of(event)
             temp = temp_path(self.incoming_dir)
-            size = write_durably(temp, _received_chunks(event, peer), sync=self.durable)
+            whole = hashlib.sha256()
+            size = write_durably(temp, _received_chunks(event, peer), sync=self.durable, digest=whole)
             req = event.request
             received = req.DataSet.getbuffer() if req.DataSet is not None else b""
             return self.accept(
@@ -141,6 +143,7 @@ class Intake:
                 size=size,
                 peer=peer,
                 sha256=hashlib.sha256(received).hexdigest(),
+                file_sha256=whole.hexdigest(),
                 expected_sop_instance_uid=str(req.AffectedSOPInstanceUID or ""),
                 expected_sop_class_uid=str(req.AffectedSOPClassUID or ""),
             )
@@ -161,10 +164,12 @@ class Intake:
         expected_sop_instance_uid: str = "",
         expected_sop_class_uid: str = "",
         sha256: str = "",
+        file_sha256: str = "",
     ) -> int:
-        """Decide about a fsynced temp file; returns the C-STORE status to answer.
+        """Decide about a written temp file (fsynced when durable); returns the C-STORE status to answer.
 
-        `sha256` is that of the data set alone (computed from the file when not given).
+        `sha256` is that of the data set alone (computed from the file when not given); `file_sha256`,
+        of the whole temp file if the caller hashed it while writing, travels on to the arrival.
         """
         sha256 = sha256 or dataset_sha256(temp)
         context: dict[str, Any] = {
@@ -200,6 +205,7 @@ class Intake:
             if seen is not None and (route.job is None or final.exists()):
                 temp.unlink(missing_ok=True)  # identical bytes already held: a retry, keep one copy
                 final = Path(seen.path) if route.job is None else final
+                file_sha256 = ""  # the kept copy's meta may differ from the temp file we hashed
             else:
                 # First time, or a new C-MOVE job asking for an instance we hold already.
                 commit(temp, final, sync=self.durable)
@@ -219,6 +225,7 @@ class Intake:
             job_id=route.job.job_id if route.job else None,
             job_label=route.job.label if route.job else "",
             duplicate=seen is not None,
+            file_sha256=file_sha256,
         )
         if self.on_arrival is not None:
             try:

@@ -76,9 +76,11 @@ class Instance:
 
 @dataclass(frozen=True)
 class RetrievedInstance:
-    """One instance that has landed, complete and fsynced, in the caller's spool directory.
+    """One instance that has landed, complete, in the caller's spool directory.
 
     The file is the caller's from the moment it is yielded: move it, or delete it when done.
+    `sha256` is that of the whole file when the retrieval hashed it while writing ("" if not), so
+    the caller need not read the file again to record it.
     """
 
     path: Path
@@ -88,6 +90,7 @@ class RetrievedInstance:
     series_instance_uid: str
     transfer_syntax_uid: str
     size: int
+    sha256: str = ""
 
 
 @dataclass

@@ -43,12 +43,17 @@ def temp_path(folder: Path, suffix: str = ".dcm") -> Path:
     return folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}{suffix}"
 
 
-def write_durably(path: Path, chunks: Iterable[bytes | memoryview], *, sync: bool = True) -> int:
-    """Write chunks to `path` (a temp name) and fsync it (unless `sync` is False); return the size."""
+def write_durably(
+    path: Path, chunks: Iterable[bytes | memoryview], *, sync: bool = True, digest: hashlib._Hash | None = None
+) -> int:
+    """Write chunks to `path` (a temp name) and fsync it (unless `sync` is False); return the size.
+    `digest` is fed the same bytes, which saves reading the file again to hash it."""
     size = 0
     with open(path, "wb") as fh:
         for chunk in chunks:
             fh.write(chunk)
+            if digest is not None:
+                digest.update(chunk)
             size += len(chunk)
         fh.flush()
         if sync:
