@@ -32,6 +32,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import connections, router, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit import catalogue
@@ -669,10 +670,15 @@ def _duration(seconds: float) -> str:
 
 
 def note_waiting(transfer_id: int) -> None:
-    """A transfer waiting for a gateway slot is alive: its heartbeat says so (only when no worker holds
-    its lease, so a dead worker's lease is never made to look fresh)."""
-    Transfer.objects.filter(pk=transfer_id, lease_owner="").exclude(status__in=FINISHED).update(
-        heartbeat_at=timezone.now()
+    """A transfer waiting for a gateway slot is alive: its heartbeat says so, so the sweeper does not
+    queue it again and again. A live worker's lease is left alone; a lease silent for a whole lease
+    period belongs to a dead worker (claim() would take it over), so it is dropped rather than made
+    to look fresh, and the waiting task becomes the transfer's carrier."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.TRANSFER_LEASE_SECONDS)
+    waiting = Transfer.objects.filter(pk=transfer_id).exclude(status__in=FINISHED)
+    waiting.filter(Q(lease_owner="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale)).update(
+        lease_owner="", heartbeat_at=now
     )
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from transfers import engine, services, slots
 from transfers.models import GatewaySlot, Status, Transfer
+from transfers.tasks import sweep_stalled
 
 from .conftest import STUDY
 
@@ -100,13 +101,24 @@ def test_the_engine_waits_for_a_slot_without_touching_the_transfer(transfer, cge
     assert not GatewaySlot.objects.filter(holder="w1").exists()
 
 
-def test_waiting_keeps_a_queued_transfer_from_looking_stalled(transfer):
+def test_waiting_keeps_a_queued_transfer_from_looking_stalled(transfer, settings):
     engine.note_waiting(transfer.pk)
     assert Transfer.objects.get(pk=transfer.pk).heartbeat_at is not None
 
-    Transfer.objects.filter(pk=transfer.pk).update(lease_owner="dead worker", heartbeat_at=None)
-    engine.note_waiting(transfer.pk)  # a dead worker's lease is never made to look fresh
-    assert Transfer.objects.get(pk=transfer.pk).heartbeat_at is None
+    # A live worker's lease is left alone: its own heartbeats speak for it.
+    fresh = timezone.now() - timedelta(seconds=1)
+    Transfer.objects.filter(pk=transfer.pk).update(lease_owner="live worker", heartbeat_at=fresh)
+    engine.note_waiting(transfer.pk)
+    assert Transfer.objects.filter(pk=transfer.pk, lease_owner="live worker", heartbeat_at=fresh).exists()
+
+    # A dead worker's lease (silent for longer than a lease) is dropped, not made to look fresh; the
+    # waiting task now speaks for the transfer, so the sweeper does not queue it again.
+    silent = timezone.now() - timedelta(seconds=settings.TRANSFER_LEASE_SECONDS * 3)
+    Transfer.objects.filter(pk=transfer.pk).update(lease_owner="dead worker", heartbeat_at=silent)
+    engine.note_waiting(transfer.pk)
+    waiting = Transfer.objects.get(pk=transfer.pk)
+    assert waiting.lease_owner == "" and waiting.heartbeat_at > silent
+    assert sweep_stalled() == 0
 
 
 def test_a_finished_transfer_needs_no_slot(transfer, cget_gateway_b):
