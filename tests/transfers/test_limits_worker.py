@@ -20,12 +20,16 @@ pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True)]
 def region(pacs_pair, trust_a, trust_b):
     SharingAgreement.objects.create(trust_a=trust_a, trust_b=trust_b)
     a, b = pacs_pair
-    return orthanc_gateway(trust_a, a), orthanc_gateway(trust_b, b, max_concurrency=1)
+    return orthanc_gateway(trust_a, a), orthanc_gateway(trust_b, b)
 
 
-def test_a_destination_limited_to_one_takes_one_transfer_at_a_time(
-    transfer_worker, region, pacs_pair, ct_study, big_study, alice
+@pytest.mark.parametrize("limited", ["source", "destination"])
+def test_a_gateway_limited_to_one_takes_one_transfer_at_a_time(
+    transfer_worker, region, pacs_pair, ct_study, big_study, alice, limited
 ):
+    gateway = region[0] if limited == "source" else region[1]
+    gateway.max_concurrency = 1
+    gateway.save()
     b = pacs_pair[1]
     b.delete_study(ct_study.uid)
     b.delete_study(big_study.uid)
