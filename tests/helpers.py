@@ -26,7 +26,8 @@ def require(ok: bool, what: str) -> None:
         return
     if os.environ.get("CI") == "true":
         pytest.fail(f"{what}; CI must provide it (see .ci/run)")
-    pytest.skip(what)
+    else:
+        pytest.skip(what)
 
 
 def require_tool(path_or_name: str, what: str) -> str:
