@@ -118,32 +118,9 @@ def main() -> None:
 
 
 def _region(a, b):
-    from accounts.models import Membership, User
-    from directory.models import Gateway, SharingAgreement, Trust
+    from bench_region import two_trusts
 
-    ta = Trust.objects.create(ods_code="RL1", name="Latency A")
-    # Reconciliation off at the destination: this times the transfer, not identifier rewriting (with
-    # it on, B's PACS knows no local patient for the study, which would wait in the reconciliation queue).
-    tb = Trust.objects.create(
-        ods_code="RL2",
-        name="Latency B",
-        reconcile_patient_id=False,
-        prefix_accession=False,
-        prefix_study_description=False,
-    )
-    SharingAgreement.objects.create(trust_a=ta, trust_b=tb)
-    for trust, server in ((ta, a), (tb, b)):
-        Gateway.objects.create(
-            trust=trust,
-            name=server.aet,
-            ae_title=server.aet,
-            host="127.0.0.1",
-            port=server.dicom_port,
-            retrieve_method="c-get",
-        )
-    user = User.objects.create_user(email="bench@example.invalid", password=None)
-    Membership.objects.create(user=user, trust=ta, role="clinician")
-    return user
+    return two_trusts(a, b, codes=("RL1", "RL2"))[2]
 
 
 if __name__ == "__main__":

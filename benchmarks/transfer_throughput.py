@@ -220,33 +220,9 @@ def _methods(retrieve: str, store: str) -> None:
 
 
 def _region(a, b, retrieve: str = "c-get", store: str = "c-store"):
-    from accounts.models import Membership, User
-    from directory.models import Gateway, SharingAgreement, Trust
+    from bench_region import two_trusts
 
-    ta = Trust.objects.create(ods_code="RB1", name="Bench A")
-    # Reconciliation off at the destination: pure transfer (see the module's docstring).
-    tb = Trust.objects.create(
-        ods_code="RB2",
-        name="Bench B",
-        reconcile_patient_id=False,
-        prefix_accession=False,
-        prefix_study_description=False,
-    )
-    SharingAgreement.objects.create(trust_a=ta, trust_b=tb)
-    for trust, server in ((ta, a), (tb, b)):
-        Gateway.objects.create(
-            trust=trust,
-            name=server.aet,
-            ae_title=server.aet,
-            host="127.0.0.1",
-            port=server.dicom_port,
-            dicomweb_url=server.dicomweb_url,
-            retrieve_method=retrieve,
-            store_method=store,
-        )
-    user = User.objects.create_user(email="bench@example.invalid", password=None)
-    Membership.objects.create(user=user, trust=ta, role="clinician")
-    return ta, tb, user
+    return two_trusts(a, b, retrieve=retrieve, store=store)
 
 
 def _engine(region, study_uid: str) -> None:
