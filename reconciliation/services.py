@@ -7,7 +7,6 @@ same birth date is a match; anything else waits in the queue (on disk, fsynced) 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from audit.context import Actor, system_actor
 from directory.models import Trust
 from exchange.dicom import GatewayClient, RetrievedInstance, StudyQuery
 from exchange.dicom.identity import NHS_ISSUER
+from exchange.dicom.spool import sha256_of
 from transfers.models import InstanceState, Status, Transfer, TransferInstance
 
 from . import rewrite
@@ -175,14 +175,6 @@ def rewrite_for(item: StudyReconciliation, transfer: Transfer) -> rewrite.Rewrit
 # --- the engine's hooks ---------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def prepare_batch(transfer: Transfer, client: GatewayClient, batch: list[RetrievedInstance]) -> list[RetrievedInstance]:
     """Just before a batch is stored: rewrite what may go (the ledger gets the rewritten bytes' hash) and
     move what must wait into the queue's folder, marking it `held`. Returns what to send now."""
@@ -205,7 +197,7 @@ def prepare_batch(transfer: Transfer, client: GatewayClient, batch: list[Retriev
 
 
 def _record_hashes(transfer: Transfer, items: list[RetrievedInstance]) -> None:
-    hashes = {item.sop_instance_uid: (_sha256(item.path), item.path.stat().st_size) for item in items}
+    hashes = {item.sop_instance_uid: (sha256_of(item.path), item.path.stat().st_size) for item in items}
     with transaction.atomic():
         rows = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=hashes))
         for row in rows:
@@ -354,7 +346,7 @@ def reconciliation_forward(item_id: int, client: GatewayClient) -> int:
         chunk = present[start : start + 16]
         for path, result in zip(chunk, client.store(chunk), strict=True):
             if result.ok:
-                stored[path.stem] = (_sha256(path), path.stat().st_size)
+                stored[path.stem] = (sha256_of(path), path.stat().st_size)
             elif result.permanent:
                 refused[path.stem] = result.message or "refused by the destination"
             else:

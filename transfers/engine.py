@@ -14,7 +14,6 @@ dies (it is sent again on resume); a PACS keys instances by SOP Instance UID, so
 
 from __future__ import annotations
 
-import hashlib
 import json
 import queue
 import shutil
@@ -40,6 +39,7 @@ from audit.codes import Outcome
 from audit.context import system_actor
 from directory.gateways import gateway_client
 from exchange.dicom import GatewayClient, GatewayError, RetrievedInstance, StoreResult, StudyQuery
+from exchange.dicom.spool import sha256_of
 from reconciliation import services as reconciliation
 
 from . import notifications, slots
@@ -372,14 +372,6 @@ def _discard(items: list[RetrievedInstance]) -> None:
         item.path.unlink(missing_ok=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 _InFlight = tuple[Future[list[StoreResult]], list[RetrievedInstance], list[RetrievedInstance]]
 
 
@@ -493,7 +485,7 @@ def _mark_retrieved(transfer: Transfer, batch: list[RetrievedInstance]) -> list[
             else:
                 changed.append(row)
             # The retrieval hashed most files as it wrote them; read back only the others.
-            row.state, row.size, row.sha256 = InstanceState.RETRIEVED, item.size, item.sha256 or _sha256(item.path)
+            row.state, row.size, row.sha256 = InstanceState.RETRIEVED, item.size, item.sha256 or sha256_of(item.path)
             send.append(item)
         _update_each(changed, ["state", "size", "sha256"])
         TransferInstance.objects.bulk_create(new, ignore_conflicts=True)
