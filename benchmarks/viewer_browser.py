@@ -50,15 +50,8 @@ os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
 # synchronous calls, so Django's async-safety guard does not apply (as in tests/browser/conftest.py).
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402 - after the environment is set
+
 FIRST_IMAGE_TARGET_S = 1.0
 SCROLL_TARGET_PER_S = 20.0
 STEPS = 60

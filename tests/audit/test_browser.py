@@ -10,18 +10,10 @@ from audit import catalogue
 from audit.context import SYSTEM, Actor
 from audit.models import AuditEvent
 from tests.audit.conftest import PATIENT, STUDY
+from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS
 from tests.helpers import PASSWORD, require_tool, totp_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def fresh_totp_code() -> str:
@@ -33,7 +25,7 @@ def fresh_totp_code() -> str:
 
 
 def test_an_ig_officer_finds_every_access_to_a_patients_images(live_server, ada, alice, bob, trust_b):
-    chromium = require_tool("/usr/bin/chromium", "Debian's Chromium")
+    chromium = require_tool(CHROMIUM, "Debian's Chromium")
     from playwright.sync_api import expect, sync_playwright
 
     alice_actor = Actor(type="user", user_id=alice.pk, label=alice.email, client_ip="10.20.30.40")
@@ -47,7 +39,7 @@ def test_an_ig_officer_finds_every_access_to_a_patients_images(live_server, ada,
     catalogue.STUDY_VIEWED.record(actor=bob_actor, trust="RBB", nhs_number="9990000026", study_uids=["1.2.3.4"])
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
         page = browser.new_page()
         page.goto(f"{live_server.url}/accounts/login/")
         page.fill("input[name=login]", ada.email)

@@ -6,17 +6,8 @@ import os
 
 import pytest
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS
 from tests.helpers import require_tool
-
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 
 _SHARED: dict = {}
 
@@ -45,7 +36,7 @@ def stop_shared_chromium() -> None:
 
 @pytest.fixture(scope="session")
 def chromium():
-    executable = require_tool("/usr/bin/chromium", "Debian's Chromium")
+    executable = require_tool(CHROMIUM, "Debian's Chromium")
     yield shared_chromium(executable)
     stop_shared_chromium()  # the first of the session's fixtures to finish closes it; later ones find it gone
 
