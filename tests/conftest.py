@@ -17,6 +17,12 @@ from tests.helpers import grant, make_user
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Tests make many staff accounts; the production hasher's cost is not what they test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Rate-limit counters and used TOTP codes live in the cache; each test starts with none."""
     cache.clear()

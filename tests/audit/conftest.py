@@ -17,12 +17,6 @@ STUDY = "1.2.826.0.1.3680043.8.498.1"
 OTHER_STUDY = "1.2.826.0.1.3680043.8.498.2"
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    """These tests make many staff accounts; the production hasher's cost is not what they test."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def ida(trust_b) -> User:
     """The IG officer of trust B: must never see trust A's events."""

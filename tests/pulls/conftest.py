@@ -20,11 +20,6 @@ STUDY_1 = "1.2.826.0.1.3680043.8.498.20"
 STUDY_2 = "1.2.826.0.1.3680043.8.498.21"
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def enqueued(monkeypatch) -> list[tuple[int, str]]:
     """Transfers the approval queued (the engine itself is tested with real workers elsewhere)."""

@@ -30,7 +30,6 @@ REAL_TASK_FIXTURES = {"share_worker", "live_stack"}
 def _spool(settings, tmp_path: Path) -> None:
     settings.SPOOL_DIR = tmp_path / "spool"
     settings.SHARE_DIR = settings.SPOOL_DIR / "share"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -38,11 +38,6 @@ STUDY = "1.2.826.0.1.3680043.8.498.10"
 OTHER_STUDY = "1.2.826.0.1.3680043.8.498.11"
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def cget_gateway_a(trust_a) -> Gateway:
     return Gateway.objects.create(
