@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tests.transfers.conftest import (  # noqa: F401 - fixtures and the SQLite hook, shared on purpose
-    _fast_passwords,
     pacs_pair,
     pytest_collection_modifyitems,
     transfer_worker,

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
+from kombu import pools as kombu_pools
 
 from portal.celery import app
 
@@ -52,8 +53,10 @@ def filesystem_broker_options(folder: Path) -> dict:
 
 
 def _reset_producers() -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
+    """Publish with the broker options now in force. kombu keeps its pools in global registries keyed
+    by connection: closing ours without clearing them would hand a later publisher (a test after the
+    worker's) the closed pool, so reset() closes and forgets them all."""
+    kombu_pools.reset()
     app._pool = None
     if "amqp" in app.__dict__:
         app.__dict__["amqp"]._producer_pool = None
