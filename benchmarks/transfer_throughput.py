@@ -83,6 +83,8 @@ def main() -> None:
 
     django.setup()
     from django.conf import settings
+
+    settings.DEBUG = False  # as on a worker: no query log (DEBUG is on above only to skip production checks)
     from django.core.management import call_command
 
     from exchange.dicom.synthetic import make_study
@@ -214,9 +216,12 @@ def _report(best: dict[str, dict[str, float]]) -> None:
 
 
 def _methods(retrieve: str, store: str) -> None:
+    """The pair's methods on both gateways; an all-DICOMweb pair also queries (plan, verification) by
+    QIDO-RS, as a gateway configured for DICOMweb alone would."""
     from directory.models import Gateway
 
-    Gateway.objects.update(retrieve_method=retrieve, store_method=store)
+    query = "qido-rs" if (retrieve, store) == ("wado-rs", "stow-rs") else "c-find"
+    Gateway.objects.update(retrieve_method=retrieve, store_method=store, query_method=query)
 
 
 def _region(a, b, retrieve: str = "c-get", store: str = "c-store"):

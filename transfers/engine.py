@@ -4,9 +4,11 @@ One worker owns a transfer at a time (a lease renewed by heartbeats). Retrieval 
 and hands instances through a bounded queue to this thread, which records each batch in the ledger
 under row locks (retrieved, with its size and SHA-256), sends it to the destination from a small pool
 of store streams (settings.TRANSFER_STORE_STREAMS, one gateway slot each), and records each instance's
-outcome when its batch comes back. Only this thread touches the database. What the ledger marks stored
-is never sent again, so a rerun after a crash, a retry or a second delivery of the task resumes where
-the last one stopped.
+outcome when its batch comes back. Meanwhile one helper thread lists the study in the source's index
+(the ledger's total) and another looks up what has been stored in the destination's index (the
+verification, done by the end but for the last batch). Only this thread touches the database. What the
+ledger marks stored is never sent again, so a rerun after a crash, a retry or a second delivery of the
+task resumes where the last one stopped.
 
 Delivery to the destination is at least once on the wire for the batches in flight when a worker
 dies (it is sent again on resume); a PACS keys instances by SOP Instance UID, so each arrives once.
@@ -38,8 +40,9 @@ from audit import catalogue
 from audit.codes import Outcome
 from audit.context import system_actor
 from directory.gateways import gateway_client
-from exchange.dicom import GatewayClient, GatewayError, RetrievedInstance, StoreResult, StudyQuery
+from exchange.dicom import GatewayClient, GatewayError, Instance, RetrievedInstance, StoreResult, Study, StudyQuery
 from exchange.dicom.spool import sha256_of
+from exchange.dicom.validate import is_uid
 from reconciliation import services as reconciliation
 
 from . import notifications, slots
@@ -171,19 +174,26 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
         return "already finished"
     folder = spool_dir(transfer_id)
     shutil.rmtree(folder, ignore_errors=True)  # leftovers of a dead worker: they will be retrieved again
+    planner: _Planner | None = None
+    verifier: _Verifier | None = None
     try:
         clients = clients or clients_for(transfer)
-        with _keepalive(transfer, owner):  # a C-FIND over a big study can outlast the lease
-            _plan(transfer, clients.source)
+        # The source's index is listed while the study already flows (instances it does not list are
+        # added as they arrive), and what has been stored is looked up at the destination while later
+        # batches are still on their way: neither query then adds its time to the transfer's.
+        planner = _Planner(transfer, clients.source)
+        verifier = _Verifier(clients.destination)
         streams = 1 + slots.acquire_extra(
             transfer.destination_gateway_id, owner, settings.TRANSFER_STORE_STREAMS - 1, transfer_id=transfer.pk
         )  # released with the transfer's own slots by run()
         for study_uid in transfer.study_instance_uids:
-            _move_study(transfer, owner, clients, study_uid, folder, streams)
+            _move_study(transfer, owner, clients, study_uid, folder, streams, verifier, planner)
+        with _keepalive(transfer, owner):  # a C-FIND over a big study can outlast the lease
+            planner.record()
         _give_up_or_retry_undelivered(transfer)
         _beat(transfer, owner, Status.VERIFYING)
         with _keepalive(transfer, owner):
-            _verify(transfer, clients.destination)
+            _verify(transfer, clients.destination, verifier.finish())
         if reconciliation.wait_for_reconciliation(transfer, owner):
             return Status.AWAITING_RECONCILIATION
         status = _finish(transfer, owner)
@@ -193,42 +203,86 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
         _record_cancelled(transfer_id, owner)
         return "stopped"
     finally:
+        for helper in (planner, verifier):
+            if helper is not None:  # nothing of this run may talk to a gateway once its slots are released
+                helper.close()
         shutil.rmtree(folder, ignore_errors=True)
         release(transfer_id, owner)
 
 
-def _plan(transfer: Transfer, source: GatewayClient) -> None:
-    """Fill the ledger from the source's own index, so progress has a total before anything moves."""
-    known = set(transfer.instances.values_list("study_instance_uid", flat=True).distinct())
-    for study_uid in transfer.study_instance_uids:
-        if not transfer.patient_id and not transfer.nhs_number:
-            _note_patient(transfer, source, study_uid)
-        if study_uid in known:
-            continue
-        found = source.find_instances(study_uid)
-        if not found:
-            _add_error(transfer, study_uid=study_uid, error=f"{source.config.name} holds no instances of this study.")
-            continue
-        TransferInstance.objects.bulk_create(
-            [
-                TransferInstance(
-                    transfer=transfer,
-                    sop_instance_uid=i.sop_instance_uid,
-                    study_instance_uid=study_uid,
-                    series_instance_uid=i.series_instance_uid,
-                )
-                for i in found
-            ],
-            ignore_conflicts=True,
-        )
+class _Planner:
+    """Lists each study's instances in the source's own index, so progress has its total and an instance
+    the source lists but does not deliver is noticed. The queries run in a thread while the first study
+    already moves; `record()`, in the calling thread (the one that uses the database), writes the ledger
+    rows (the instances already moving have theirs) and raises what a query raised."""
 
+    def __init__(self, transfer: Transfer, source: GatewayClient) -> None:
+        self.transfer, self.source = transfer, source
+        known = set(transfer.instances.values_list("study_instance_uid", flat=True).distinct())
+        self.studies = [uid for uid in transfer.study_instance_uids if uid not in known]
+        self.need_patient = not transfer.patient_id and not transfer.nhs_number
+        self.found: dict[str, list[Instance]] = {}
+        self.patient: Study | None = None
+        self.error: BaseException | None = None
+        self.recorded = False
+        self.thread = threading.Thread(target=self._query, name="transfer-plan", daemon=True)
+        self.thread.start()
 
-def _note_patient(transfer: Transfer, source: GatewayClient, study_uid: str) -> None:
-    studies = source.find_studies(StudyQuery(study_instance_uid=study_uid, limit=1))
-    if studies:
-        transfer.patient_id = studies[0].patient_id[:64]
-        transfer.nhs_number = studies[0].nhs_number if len(studies[0].nhs_number) == 10 else ""
-        transfer.save(update_fields=["patient_id", "nhs_number"])
+    def _query(self) -> None:
+        try:
+            for study_uid in self.transfer.study_instance_uids:
+                if self.need_patient and self.patient is None:
+                    studies = self.source.find_studies(StudyQuery(study_instance_uid=study_uid, limit=1))
+                    self.patient = studies[0] if studies else None
+                if study_uid in self.studies:
+                    self.found[study_uid] = self.source.find_instances(study_uid)
+        except BaseException as exc:  # noqa: BLE001 - raised by record(), in the thread that runs the transfer
+            self.error = exc
+
+    def record_if_ready(self) -> None:
+        if not self.recorded and not self.thread.is_alive():
+            self.record()
+
+    def record(self) -> None:
+        if self.recorded:
+            return
+        self.thread.join()
+        self.recorded = True
+        if self.error is not None:
+            raise self.error
+        transfer = self.transfer
+        if self.patient is not None:
+            transfer.patient_id = self.patient.patient_id[:64]
+            transfer.nhs_number = self.patient.nhs_number if len(self.patient.nhs_number) == 10 else ""
+            transfer.save(update_fields=["patient_id", "nhs_number"])
+        for study_uid, found in self.found.items():
+            if not found:
+                error = f"{self.source.config.name} holds no instances of this study."
+                _add_error(transfer, study_uid=study_uid, error=error)
+                continue
+            TransferInstance.objects.bulk_create(
+                [
+                    TransferInstance(
+                        transfer=transfer,
+                        sop_instance_uid=i.sop_instance_uid,
+                        study_instance_uid=study_uid,
+                        series_instance_uid=i.series_instance_uid,
+                    )
+                    for i in found
+                ],
+                ignore_conflicts=True,
+            )
+
+    def holds_nothing_of(self, study_uid: str) -> bool:
+        """Whether the source's index listed no instance of the study (recording the plan first)."""
+        try:
+            self.record()
+        except GatewayError:
+            return False
+        return self.found.get(study_uid) == []
+
+    def close(self) -> None:
+        self.thread.join()
 
 
 def _add_error(transfer: Transfer, **entry: str) -> None:
@@ -241,34 +295,48 @@ def _add_error(transfer: Transfer, **entry: str) -> None:
 
 
 def _move_study(
-    transfer: Transfer, owner: str, clients: Clients, study_uid: str, folder: Path, streams: int = 1
+    transfer: Transfer,
+    owner: str,
+    clients: Clients,
+    study_uid: str,
+    folder: Path,
+    streams: int = 1,
+    verifier: _Verifier | None = None,
+    planner: _Planner | None = None,
 ) -> None:
     rows = transfer.instances.filter(study_instance_uid=study_uid)
+    states = list(rows.values_list("state", flat=True))
     todo = list(
         rows.filter(state__in=(InstanceState.PENDING, InstanceState.RETRIEVED)).values_list(
             "sop_instance_uid", flat=True
         )
     )
-    if not todo:
+    if states and not todo:
         return
     # Ask for the whole study when nothing of it has moved yet (one request); else only what is left.
-    sop_uids = None if len(todo) == rows.count() else todo
+    sop_uids = None if len(todo) == len(states) else todo
     retrieval = clients.source.retrieve(study_uid, sop_uids=sop_uids, spool_dir=folder / "in", label=str(transfer.pk))
     pipe = _Pipe(retrieval)
     pipe.start()
     beat = _Heartbeat(transfer, owner)
-    stores = _Stores(transfer, owner, clients.destination, streams, beat)
+    stores = _Stores(transfer, owner, clients.destination, streams, beat, verifier)
     try:
         while True:
             stores.wait_for_room()
             batch, done = pipe.take(BATCH_SIZE, timeout=heartbeat_interval())
             beat()
+            if planner is not None:
+                planner.record_if_ready()
             if batch:
                 stores.send(batch)
             stores.collect()
             if done:
                 break
         stores.finish()
+    except GatewayError:
+        if planner is not None and planner.holds_nothing_of(study_uid):
+            return  # the study is not at the source: the plan's error says so, better than the retrieval's
+        raise
     finally:
         stores.close()
         pipe.stop()
@@ -380,9 +448,16 @@ class _Stores:
     ledger by the calling thread (the only one that uses the database) as they come back."""
 
     def __init__(
-        self, transfer: Transfer, owner: str, destination: GatewayClient, streams: int, beat: _Heartbeat
+        self,
+        transfer: Transfer,
+        owner: str,
+        destination: GatewayClient,
+        streams: int,
+        beat: _Heartbeat,
+        verifier: _Verifier | None = None,
     ) -> None:
         self.transfer, self.owner, self.destination, self.beat = transfer, owner, destination, beat
+        self.verifier = verifier
         self.streams = max(1, streams)
         self.pool = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="transfer-store")
         self.in_flight: list[_InFlight] = []
@@ -417,9 +492,11 @@ class _Stores:
             self.in_flight.remove(entry)
             future, batch, sent = entry
             try:
-                _mark_stored(self.transfer, sent, future.result())
+                stored = _mark_stored(self.transfer, sent, future.result())
             finally:
                 _discard(batch)
+            if self.verifier is not None:
+                self.verifier.check(stored)
 
     def finish(self) -> None:
         while self.in_flight:
@@ -492,8 +569,11 @@ def _mark_retrieved(transfer: Transfer, batch: list[RetrievedInstance]) -> list[
     return send
 
 
-def _mark_stored(transfer: Transfer, sent: list[RetrievedInstance], results: list) -> None:
+def _mark_stored(transfer: Transfer, sent: list[RetrievedInstance], results: list) -> dict[str, list[str]]:
+    """Record a batch's outcome; returns the instances stored, by study."""
     outcome = {r.sop_instance_uid or item.sop_instance_uid: r for item, r in zip(sent, results, strict=True)}
+    study_of = {item.sop_instance_uid: item.study_instance_uid for item in sent}
+    stored: dict[str, list[str]] = {}
     with transaction.atomic():
         rows = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=outcome))
         for row in rows:
@@ -501,11 +581,15 @@ def _mark_stored(transfer: Transfer, sent: list[RetrievedInstance], results: lis
             row.attempts += 1
             if result.ok:
                 row.state, row.last_error = InstanceState.STORED, ""
+                stored.setdefault(study_of.get(row.sop_instance_uid, row.study_instance_uid), []).append(
+                    row.sop_instance_uid
+                )
             elif result.permanent or row.attempts >= MAX_INSTANCE_ATTEMPTS:
                 row.state, row.last_error = InstanceState.FAILED, result.message or "refused by the destination"
             else:  # a refusal the destination may lift (out of resources): send it again on the next pass
                 row.state, row.last_error = InstanceState.PENDING, result.message
         _update_each(rows, ["state", "attempts", "last_error"])
+    return stored
 
 
 def _give_up_or_retry_undelivered(transfer: Transfer) -> None:
@@ -528,20 +612,86 @@ def _give_up_or_retry_undelivered(transfer: Transfer) -> None:
         raise TransientTransferError(f"{waiting} instances have not arrived yet; trying again.")
 
 
-def _verify(transfer: Transfer, destination: GatewayClient) -> None:
-    """The destination's own index must list every instance the ledger says it stored."""
+def _verify(transfer: Transfer, destination: GatewayClient, confirmed: dict[str, set[str]] | None = None) -> None:
+    """The destination's own index must list every instance the ledger says it stored. `confirmed`:
+    those it was already seen to list during this pass; the rest are looked up now, a study at a time."""
+    confirmed = confirmed or {}
     stored = transfer.instances.filter(state=InstanceState.STORED)
     for study_uid in transfer.study_instance_uids:
         expected = set(stored.filter(study_instance_uid=study_uid).values_list("sop_instance_uid", flat=True))
-        if not expected:
+        unconfirmed = expected - confirmed.get(study_uid, set())
+        if not unconfirmed:
             continue
-        present = {i.sop_instance_uid for i in destination.find_instances(study_uid)}
-        missing = expected - present
+        missing = unconfirmed - destination.find_instance_uids(study_uid)
         if missing:
             stored.filter(sop_instance_uid__in=missing).update(
                 state=InstanceState.FAILED,
                 last_error=f"{destination.config.name} accepted it but does not list it in its index",
             )
+
+
+VERIFY_GROUP = 50  # SOP Instance UIDs per look-up: a QIDO-RS URL stays under 4 kB
+
+
+class _Verifier:
+    """Looks up stored instances in the destination's index while later batches are still being sent,
+    in groups of up to VERIFY_GROUP UIDs (UID list matching), from a thread that never touches the
+    database. It only ever confirms: a UID it does not find, or any error (a gateway without UID list
+    matching, say), is left to `_verify`'s look-up of the whole study at the end."""
+
+    _DONE = ("", [])
+
+    def __init__(self, destination: GatewayClient) -> None:
+        self.destination = destination
+        self.confirmed: dict[str, set[str]] = {}
+        self.waiting: queue.Queue[tuple[str, list[str]]] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="transfer-verify", daemon=True)
+        self.thread.start()
+
+    def check(self, stored: dict[str, list[str]]) -> None:
+        for study_uid, uids in stored.items():
+            usable = [uid for uid in uids if is_uid(uid)]
+            for start in range(0, len(usable), VERIFY_GROUP):
+                self.waiting.put((study_uid, usable[start : start + VERIFY_GROUP]))
+
+    def _run(self) -> None:
+        held: tuple[str, list[str]] | None = None
+        while True:
+            item, held = held or self.waiting.get(), None
+            if item is self._DONE:
+                return
+            study_uid, uids = item
+            while len(uids) < VERIFY_GROUP:  # catch up: one look-up for what queued meanwhile
+                try:
+                    following = self.waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if following is self._DONE or following[0] != study_uid or len(uids) + len(following[1]) > VERIFY_GROUP:
+                    held = following
+                    break
+                uids = uids + following[1]
+            try:
+                found = self.destination.find_instance_uids(study_uid, uids)
+            except Exception:
+                log.info("progressive_verification_off", exc_info=True)
+                return
+            self.confirmed.setdefault(study_uid, set()).update(found & set(uids))
+
+    def finish(self) -> dict[str, set[str]]:
+        """Wait for the look-ups queued so far; the UIDs confirmed, by study."""
+        self.waiting.put(self._DONE)
+        self.thread.join()
+        return self.confirmed
+
+    def close(self) -> None:
+        """Stop without the look-ups still queued (after an error, or once finished)."""
+        while True:
+            try:
+                self.waiting.get_nowait()
+            except queue.Empty:
+                break
+        self.waiting.put(self._DONE)
+        self.thread.join()
 
 
 def _finish(transfer: Transfer, owner: str) -> str:

@@ -15,7 +15,6 @@ import requests
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
 from pydicom.tag import Tag
 
 from .config import GatewayConfig
@@ -34,6 +33,7 @@ from .queries import (
 )
 from .retrieval import Retrieval
 from .spool import TEMP_PREFIX
+from .structure import sop_instance_uid_of
 from .validate import OUT_OF_RESOURCES
 
 DICOM_JSON = "application/dicom+json"
@@ -189,6 +189,20 @@ class DicomWebClient:
         found = [instance_from(ds) for ds in self._json(path, params)]
         return sorted(found, key=lambda i: (i.series_instance_uid, i.instance_number or 0))
 
+    def find_instance_uids(self, study_uid: str, sop_uids: Sequence[str] = ()) -> set[str]:
+        """The SOP Instance UIDs of the study the gateway holds, among `sop_uids` if given (a QIDO-RS
+        UID list, PS3.18 8.3.4.1). A server that ignores the list answers more; only UIDs asked for count."""
+        path = f"/studies/{study_uid}/instances"
+        if sop_uids:  # UIDs are digits and dots: nothing to escape, and a comma must stay a comma
+            path += "?SOPInstanceUID=" + ",".join(sop_uids)
+        response = self._request("GET", path, headers={"Accept": DICOM_JSON})
+        try:
+            answers = response.json() if response.status_code != 204 and response.content.strip() else []
+            found = {str(_json_value(item, "00080018")) for item in answers} - {""}
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ProtocolError(f"{self.config.name} sent QIDO-RS results that are not DICOM JSON ({exc}).") from exc
+        return found & set(sop_uids) if sop_uids else found
+
     # --- WADO-RS ---------------------------------------------------------------------------------
 
     def retrieve(
@@ -236,7 +250,9 @@ class DicomWebClient:
             try:
                 boundary = boundary_of(response.headers.get("Content-Type", ""))
                 for temp, size, sha256 in _parts_to_files(response.iter_content(CHUNK), boundary, spool_dir):
-                    status = intake.accept(temp, size=size, peer=peer, file_sha256=sha256)
+                    # One answer from one server: the whole file's hash tells repeats apart as well as the
+                    # data set's would (the file meta cannot differ), without hashing the file a second time.
+                    status = intake.accept(temp, size=size, peer=peer, sha256=sha256, file_sha256=sha256)
                     if status == OUT_OF_RESOURCES:
                         raise GatewayError(f"could not keep an instance from {self.config.name} on disk.")
                     if landed:
@@ -276,24 +292,21 @@ class DicomWebClient:
         early: dict[Path, StoreResult] = {}
         for path in batch:
             try:
-                uids[path] = str(read_file_meta_info(path).MediaStorageSOPInstanceUID)
+                uids[path] = sop_instance_uid_of(path)
             except (OSError, ValueError, AttributeError, InvalidDicomError) as exc:  # not DICOM: nothing to send
                 early[path] = StoreResult(path, "", False, message=f"not a DICOM file: {exc}", permanent=True)
         sendable = [p for p in batch if p in uids]
         if not sendable:
             return [early[p] for p in batch]
         body = MultipartBody(sendable)
-        try:
-            # 409 Conflict: some instances failed; the answer says which.
-            response = self._request(
-                "POST",
-                "/studies",
-                allow=(409,),
-                data=body,
-                headers={"Content-Type": body.content_type, "Accept": DICOM_JSON},
-            )
-        finally:
-            body.close()
+        # 409 Conflict: some instances failed; the answer says which.
+        response = self._request(
+            "POST",
+            "/studies",
+            allow=(409,),
+            data=body,
+            headers={"Content-Type": body.content_type, "Accept": DICOM_JSON},
+        )
         outcome = _stow_outcome(response)
         return [early.get(p) or self._stow_result(p, uids[p], outcome) for p in batch]
 
@@ -313,23 +326,38 @@ def _with_study(series: Series, study_uid: str) -> Series:
 
 
 def _stow_outcome(response: requests.Response) -> tuple[dict[str, str], dict[str, str], str]:
-    """({uid: warning}, {uid: failure reason}, problem) from a STOW-RS answer."""
+    """({uid: warning}, {uid: failure reason}, problem) from a STOW-RS answer.
+
+    Read as plain DICOM JSON (PS3.18 F.2): a pydicom Dataset of the answer cost more per batch than
+    sending it."""
     try:
         answer = response.json() if response.content.strip() else {}
-    except ValueError:
+        if isinstance(answer, list):
+            answer = answer[0] if answer else {}
+        stored = {
+            str(_json_value(item, "00081155")): (
+                f"warning 0x{int(warning):04X}" if (warning := _json_value(item, "00081196")) != "" else ""
+            )
+            for item in _json_items(answer, "00081199")
+        }
+        failed = {
+            str(_json_value(item, "00081155")): f"failure reason 0x{int(_json_value(item, '00081197') or 0):04X}"
+            for item in _json_items(answer, "00081198")
+        }
+    except (ValueError, TypeError, AttributeError):
         return {}, {}, f"the STOW-RS answer (HTTP {response.status_code}) was not DICOM JSON"
-    ds = Dataset.from_json(answer[0] if isinstance(answer, list) and answer else answer or {})
-    stored = {
-        str(item.get("ReferencedSOPInstanceUID", "")): (
-            f"warning 0x{int(item.WarningReason):04X}" if "WarningReason" in item else ""
-        )
-        for item in ds.get("ReferencedSOPSequence", [])
-    }
-    failed = {
-        str(item.get("ReferencedSOPInstanceUID", "")): f"failure reason 0x{int(item.get('FailureReason', 0)):04X}"
-        for item in ds.get("FailedSOPSequence", [])
-    }
     return stored, failed, ""
+
+
+def _json_items(dataset: dict[str, Any], tag: str) -> list[dict[str, Any]]:
+    """The items of a DICOM JSON sequence attribute (none if absent)."""
+    return (dataset.get(tag) or {}).get("Value") or []
+
+
+def _json_value(dataset: dict[str, Any], tag: str) -> Any:
+    """The first value of a DICOM JSON attribute, "" if it has none."""
+    values = (dataset.get(tag) or {}).get("Value") or [""]
+    return values[0]
 
 
 def _parts_to_files(chunks: Iterator[bytes], boundary: str, folder: Path) -> Iterator[tuple[Path, int, str]]:

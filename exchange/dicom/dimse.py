@@ -10,7 +10,6 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import read_file_meta_info
 from pydicom.uid import UID, ExplicitVRLittleEndian
 from pynetdicom.association import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
@@ -19,17 +18,20 @@ from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 from .association import check_status, is_pending, new_ae, open_association, settle
 from .config import GatewayConfig
 from .errors import GatewayError, InvalidInstance
+from .identity import text
 from .models import EchoResult, Instance, Series, StoreResult, Study, StudyQuery
 from .moves import MoveDestination
 from .queries import (
     instance_from,
     instance_identifier,
+    instance_uid_identifier,
     merge_studies,
     series_from,
     series_identifier,
     study_identifiers,
 )
 from .retrieval import Retrieval
+from .structure import file_meta
 from .transcode import UNCOMPRESSED, decompressed, storage_proposal
 
 MAX_CONTEXTS = 128
@@ -97,6 +99,11 @@ class DimseClient:
         found = [instance_from(ds) for ds in self.find([instance_identifier(study_uid, series_uid)])]
         return sorted(found, key=lambda i: (i.series_instance_uid, i.instance_number or 0))
 
+    def find_instance_uids(self, study_uid: str, sop_uids: Sequence[str] = ()) -> set[str]:
+        """The SOP Instance UIDs of the study the gateway holds, among `sop_uids` if given."""
+        answers = self.find([instance_uid_identifier(study_uid, sop_uids)])
+        return {text(ds, "SOPInstanceUID") for ds in answers} - {""}
+
     # --- C-GET / C-MOVE --------------------------------------------------------------------------
 
     def retrieve(
@@ -126,15 +133,8 @@ class DimseClient:
         order = [Path(p) for p in paths]
         for path in order:
             try:
-                meta = read_file_meta_info(path)
-                outgoing.append(
-                    _Outgoing(
-                        path,
-                        str(meta.MediaStorageSOPClassUID),
-                        str(meta.MediaStorageSOPInstanceUID),
-                        str(meta.TransferSyntaxUID),
-                    )
-                )
+                meta = file_meta(path)
+                outgoing.append(_Outgoing(path, meta.sop_class_uid, meta.sop_instance_uid, meta.transfer_syntax_uid))
             except (OSError, ValueError, AttributeError, InvalidDicomError) as exc:  # not sendable as is
                 results[path] = StoreResult(path, "", False, message=f"not a DICOM file: {exc}", permanent=True)
         for group in _context_groups(outgoing):

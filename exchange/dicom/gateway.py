@@ -47,6 +47,10 @@ class GatewayClient:
     def find_instances(self, study_uid: str, series_uid: str | None = None) -> list[Instance]:
         return self._query().find_instances(study_uid, series_uid)
 
+    def find_instance_uids(self, study_uid: str, sop_uids: Sequence[str] = ()) -> set[str]:
+        """Which of `sop_uids` (or of all the study's instances) the gateway's own index lists."""
+        return self._query().find_instance_uids(study_uid, sop_uids)
+
     def retrieve(
         self,
         study_uid: str,

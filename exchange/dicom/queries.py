@@ -92,6 +92,15 @@ def instance_identifier(study_uid: str, series_uid: str | None = None) -> Datase
     return ds
 
 
+def instance_uid_identifier(study_uid: str, sop_uids: Iterable[str] = ()) -> Dataset:
+    """Which of these instances (all of the study's, if none are named) the SCP holds: SOP Instance
+    UIDs only, the cheapest answer an index can give (UID list matching, PS3.4 C.2.2.2.2)."""
+    ds = _base("IMAGE")
+    ds.StudyInstanceUID = study_uid
+    ds.SOPInstanceUID = list(sop_uids) or ""
+    return ds
+
+
 def _int(ds: Dataset, keyword: str) -> int | None:
     raw = text(ds, keyword)
     try:

@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from pynetdicom.dsutils import split_dataset
-
+from .structure import read_meta
 from .validate import is_uid
 
 TEMP_PREFIX = ".tmp-"
@@ -106,10 +105,8 @@ def dataset_sha256(path: Path) -> str:
     The meta differs between senders of the very same instance (source AE, implementation
     UID), so identity of content is judged on the data set alone.
     """
-    try:
-        _, offset = split_dataset(path)
-    except Exception:  # noqa: BLE001 - not even a readable meta group: hash the whole file
-        offset = 0
+    meta = read_meta(path)
+    offset = meta.dataset_offset if meta is not None else 0  # no readable meta group: hash the whole file
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         fh.seek(offset)

@@ -1,11 +1,13 @@
 """Checks an instance must pass before we answer Success for it.
 
-pydicom parses truncated files without complaint, so the pixel data length is checked by hand.
+pydicom parses truncated files without complaint, so the pixel data length is checked by hand. A fast
+structural walk (`structure`) reads most files; pydicom reads the rest, and every damaged one.
 """
 
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from pydicom.uid import UID
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
+from . import structure
 from .errors import InvalidInstance
 
 # Status codes (PS3.4 B.2.3 and PS3.7 C): each failure names what is wrong with the data set.
@@ -47,7 +50,31 @@ def inspect_file(
     expected_sop_instance_uid: str = "",
     expected_sop_class_uid: str = "",
 ) -> InstanceInfo:
-    """Parse and check one instance file; raise InvalidInstance with the status to answer."""
+    """Parse and check one instance file; raise InvalidInstance with the status to answer.
+
+    A file the fast structural walk finds whole is judged on what the walk read. Anything else (damage,
+    an unusual transfer syntax) is read by pydicom, whose reasons stand; but a file that ends before its
+    own headers say it does is refused even where pydicom reads it without complaint."""
+    truncated: structure.Truncated | None = None
+    try:
+        facts = structure.scan(path)
+    except structure.Truncated as exc:
+        facts, truncated = None, exc
+    except (structure.Damaged, OSError, struct.error, UnicodeDecodeError):
+        facts = None
+    if facts is None:
+        info = _inspect_with_pydicom(path, expected_sop_instance_uid, expected_sop_class_uid)
+        if truncated is not None:
+            raise InvalidInstance(f"the file is truncated: {truncated}", CANNOT_UNDERSTAND)
+        return info
+    return _check(
+        facts, expected_sop_instance_uid=expected_sop_instance_uid, expected_sop_class_uid=expected_sop_class_uid
+    )
+
+
+def _inspect_with_pydicom(
+    path: Path | str, expected_sop_instance_uid: str, expected_sop_class_uid: str
+) -> InstanceInfo:
     try:
         ds = dcmread(path)
         for _ in ds.iterall():  # values are converted lazily: force it so damage shows here
@@ -73,8 +100,56 @@ def inspect_dataset(
     expected_sop_instance_uid: str = "",
     expected_sop_class_uid: str = "",
 ) -> InstanceInfo:
-    sop_instance = _uid(ds, "SOPInstanceUID", "SOP Instance UID (0008,0018)")
-    sop_class = _uid(ds, "SOPClassUID", "SOP Class UID (0008,0016)")
+    """The checks of `inspect_file` on a data set pydicom has read."""
+    return _check(
+        _facts_of(ds, transfer_syntax),
+        expected_sop_instance_uid=expected_sop_instance_uid,
+        expected_sop_class_uid=expected_sop_class_uid,
+    )
+
+
+def _facts_of(ds: Dataset, transfer_syntax: str) -> structure.Scan:
+    facts = structure.Scan(
+        transfer_syntax,
+        sop_class_uid=_text(ds, "SOPClassUID"),
+        sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        study=_text(ds, "StudyInstanceUID"),
+        series=_text(ds, "SeriesInstanceUID"),
+        rows=_int(ds, "Rows"),
+        columns=_int(ds, "Columns"),
+        bits_allocated=_int(ds, "BitsAllocated"),
+        samples=_int(ds, "SamplesPerPixel"),
+        frames=str(ds.get("NumberOfFrames", "") or ""),
+        float_pixel_data=bool({"FloatPixelData", "DoubleFloatPixelData"} & set(ds.dir())),
+    )
+    if "PixelData" not in ds:
+        return facts
+    pixel_data = ds.PixelData or b""
+    if UID(transfer_syntax).is_encapsulated:
+        try:
+            facts.fragments = sum(1 for _ in generate_fragments(pixel_data))
+        except Exception as exc:  # malformed item tags or lengths
+            raise InvalidInstance(f"the encapsulated Pixel Data is damaged ({exc})", DATASET_MISMATCH) from exc
+    else:
+        facts.pixel_data_bytes = len(pixel_data)
+    return facts
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    return str(ds.get(keyword, "") or "").strip("\0 ")
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    return None if value is None or value == "" else int(value)
+
+
+def _check(
+    facts: structure.Scan, *, expected_sop_instance_uid: str = "", expected_sop_class_uid: str = ""
+) -> InstanceInfo:
+    """The rules every instance must pass, whichever reader read it."""
+    sop_instance = _uid(facts.sop_instance_uid, "SOP Instance UID (0008,0018)")
+    sop_class = _uid(facts.sop_class_uid, "SOP Class UID (0008,0016)")
     if expected_sop_instance_uid and sop_instance != expected_sop_instance_uid.strip("\0 "):
         raise InvalidInstance(
             f"the data set's SOP Instance UID {sop_instance} differs from the request's {expected_sop_instance_uid}",
@@ -87,14 +162,13 @@ def inspect_dataset(
             f"the data set's SOP Class UID {sop_class} differs from the request's {expected_sop_class_uid}",
             DATASET_MISMATCH,
         )
-    study = _uid(ds, "StudyInstanceUID", "Study Instance UID (0020,000D)")
-    series = _uid(ds, "SeriesInstanceUID", "Series Instance UID (0020,000E)")
-    check_pixel_data(ds, transfer_syntax)
-    return InstanceInfo(sop_class, sop_instance, study, series, transfer_syntax)
+    study = _uid(facts.study, "Study Instance UID (0020,000D)")
+    series = _uid(facts.series, "Series Instance UID (0020,000E)")
+    _check_pixel_data(facts)
+    return InstanceInfo(sop_class, sop_instance, study, series, facts.transfer_syntax_uid)
 
 
-def _uid(ds: Dataset, keyword: str, label: str) -> str:
-    value = str(ds.get(keyword, "") or "").strip("\0 ")
+def _uid(value: str, label: str) -> str:
     if not value:
         raise InvalidInstance(f"the data set has no {label}", DATASET_MISMATCH)
     if not is_uid(value):
@@ -102,40 +176,36 @@ def _uid(ds: Dataset, keyword: str, label: str) -> str:
     return value
 
 
-def expected_pixel_bytes(ds: Dataset) -> int:
+def expected_pixel_bytes(facts: structure.Scan) -> int:
     """Rows x Columns x Samples per Pixel x Bits Allocated / 8 x Number of Frames."""
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    bits = int(ds.BitsAllocated)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    pixels = int(ds.Rows) * int(ds.Columns) * samples * frames
-    return (pixels * bits + 7) // 8
+    try:
+        frames = max(1, int(float(facts.frames or 1)))
+    except ValueError:
+        frames = 1
+    pixels = (facts.rows or 0) * (facts.columns or 0) * (facts.samples or 1) * frames
+    return (pixels * (facts.bits_allocated or 0) + 7) // 8
 
 
-def check_pixel_data(ds: Dataset, transfer_syntax: str) -> None:
-    if "PixelData" not in ds:
-        if "Rows" in ds and "Columns" in ds and not ({"FloatPixelData", "DoubleFloatPixelData"} & set(ds.dir())):
+def _check_pixel_data(facts: structure.Scan) -> None:
+    if facts.pixel_data_bytes is None and facts.fragments is None:
+        if facts.rows is not None and facts.columns is not None and not facts.float_pixel_data:
             # pydicom drops an encapsulated Pixel Data element cut short by the end of the file.
             raise InvalidInstance(
                 "the data set describes an image (Rows, Columns) but has no Pixel Data: the file is probably truncated",
                 DATASET_MISMATCH,
             )
         return
-    for keyword in ("Rows", "Columns", "BitsAllocated"):
-        if keyword not in ds:
-            raise InvalidInstance(f"Pixel Data is present but {keyword} is missing", DATASET_MISMATCH)
-    pixel_data = ds.PixelData or b""
-    if UID(transfer_syntax).is_encapsulated:
-        try:
-            fragments = sum(1 for _ in generate_fragments(pixel_data))
-        except Exception as exc:  # malformed item tags or lengths
-            raise InvalidInstance(f"the encapsulated Pixel Data is damaged ({exc})", DATASET_MISMATCH) from exc
-        if fragments < 2:  # the Basic Offset Table item plus at least one fragment
+    for label, value in (("Rows", facts.rows), ("Columns", facts.columns), ("BitsAllocated", facts.bits_allocated)):
+        if value is None:
+            raise InvalidInstance(f"Pixel Data is present but {label} is missing", DATASET_MISMATCH)
+    if facts.fragments is not None:
+        if facts.fragments < 2:  # the Basic Offset Table item plus at least one fragment
             raise InvalidInstance("the encapsulated Pixel Data holds no compressed frames", DATASET_MISMATCH)
         return
-    expected = expected_pixel_bytes(ds)
-    if len(pixel_data) < expected:
+    expected = expected_pixel_bytes(facts)
+    if (facts.pixel_data_bytes or 0) < expected:
         raise InvalidInstance(
-            f"Pixel Data holds {len(pixel_data)} bytes but Rows x Columns x Samples x Bits x Frames needs "
+            f"Pixel Data holds {facts.pixel_data_bytes} bytes but Rows x Columns x Samples x Bits x Frames needs "
             f"{expected}: the file is truncated or damaged",
             DATASET_MISMATCH,
         )

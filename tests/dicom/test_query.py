@@ -110,5 +110,15 @@ def test_instance_level(querier: GatewayClient, studies: Studies) -> None:
     assert all(i.sop_class_uid == "1.2.840.10008.5.1.4.1.1.4" for i in instances)
 
 
+def test_it_tells_which_of_a_list_of_instances_it_holds(querier: GatewayClient, studies: Studies) -> None:
+    """What the transfer engine's verification asks, group by group, while later batches still flow."""
+    study = studies.uid(studies.mr_nhs_as_other_id)
+    held = sorted(p.stem for p in studies.mr_nhs_as_other_id)
+    unknown = "1.2.826.0.1.3680043.8.498.424242"
+    assert querier.find_instance_uids(study, [held[0], held[3], unknown]) == {held[0], held[3]}
+    assert querier.find_instance_uids(study) == set(held)
+    assert querier.find_instance_uids(study, [unknown]) == set()
+
+
 def test_an_unknown_nhs_number_finds_nothing(querier: GatewayClient) -> None:
     assert querier.find_studies(StudyQuery(nhs_number="9434765919")) == []

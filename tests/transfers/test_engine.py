@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from pydicom import dcmread
 
 from audit.models import AuditEvent
 from directory.models import SharingAgreement
-from exchange.dicom import GatewayError
+from exchange.dicom import GatewayError, StoreResult
 from exchange.dicom.dimse import DimseClient
 from tests.helpers import api_as
 from transfers import engine, services
@@ -177,10 +178,11 @@ def test_cancelling_mid_transfer_stops_sending_and_records_what_arrived(
     recorded: list[int] = []
 
     def cancel_after_first_batch(transfer_, sent, results):
-        real_mark_stored(transfer_, sent, results)
+        stored = real_mark_stored(transfer_, sent, results)
         if not recorded:
             services.transfer_cancel(transfer=transfer, user=alice)
         recorded.append(len(results))
+        return stored
 
     # Cancelled from the engine's own thread, the one that uses the database, once a batch is recorded;
     # small batches, so that what can be in flight then is less than the study.
@@ -196,3 +198,30 @@ def test_cancelling_mid_transfer_stops_sending_and_records_what_arrived(
     assert len(sop_uids_held(pacs_pair[1], ct_study.uid)) == stored
     event = AuditEvent.objects.get(event_id="110104")
     assert event.outcome == 4 and event.detail["instances_stored"] == stored
+
+
+def test_an_instance_the_destination_acknowledged_but_does_not_list_is_not_reported_as_sent(
+    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b
+):
+    """Verification asks the destination's own index, while later batches are still being sent and then
+    for what is left: a PACS that answers Success and loses the image is caught."""
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    clients = engine.clients_for(transfer)
+    real_store = clients.destination.store
+    lost: list[str] = []
+
+    def store_losing_one(paths):
+        paths = list(paths)
+        if lost:
+            return real_store(paths)
+        lost.append(dcmread(paths[0], stop_before_pixels=True).SOPInstanceUID)
+        return [StoreResult(paths[0], lost[0], True, status=0), *real_store(paths[1:])]
+
+    clients.destination.store = store_losing_one
+
+    assert engine.run(transfer.pk, owner="test", clients=clients) == Status.COMPLETED_WITH_ERRORS
+
+    row = transfer.instances.get(sop_instance_uid=lost[0])
+    assert row.state == InstanceState.FAILED and "does not list it in its index" in row.last_error
+    assert transfer.instances.filter(state=InstanceState.STORED).count() == len(ct_study.paths) - 1
+    assert sorted(sop_uids_held(pacs_pair[1], ct_study.uid)) == sorted(ct_study.sop_uids - {lost[0]})
