@@ -77,6 +77,9 @@ def main() -> None:
         default=None,
         help="TRANSFER_STORE_STREAMS for this run (an A/B of parallel store streams; default: the setting's)",
     )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="instances per store batch (an A/B; default: the engine's)"
+    )
     args = parser.parse_args()
 
     import django
@@ -129,6 +132,8 @@ def main() -> None:
 
         if args.store_streams:
             settings.TRANSFER_STORE_STREAMS = args.store_streams
+        if args.batch_size:
+            engine.BATCH_SIZE = args.batch_size
         streams = settings.TRANSFER_STORE_STREAMS
         print(f"engine: batches of {engine.BATCH_SIZE}, up to {streams} store streams\n", flush=True)
         region = _region(a, b)

@@ -296,9 +296,10 @@ TRANSFER_LEASE_SECONDS = env.int("TRANSFER_LEASE_SECONDS", default=120)
 TRANSFER_SOFT_TIME_LIMIT = env.int("TRANSFER_SOFT_TIME_LIMIT", default=6 * 3600)
 TRANSFER_TIME_LIMIT = env.int("TRANSFER_TIME_LIMIT", default=6 * 3600 + 300)
 # Batches one transfer may have in flight to its destination, each holding one of the gateway's slots
-# (extra slots only when free). 1: on loopback (benchmarks/transfer_throughput.py, 2 cores) more streams
-# measured no faster, and each extra one keeps a slot from another transfer; try more for a distant PACS.
-TRANSFER_STORE_STREAMS = env.int("TRANSFER_STORE_STREAMS", default=1)
+# (extra slots only when free). 2: a PACS stores two batches side by side (Orthanc on loopback: about 80
+# -> 150 MB/s for STOW-RS alone, benchmarks/transfer_throughput.py), and one extra slot still leaves a
+# gateway's others to other transfers; more helps a distant PACS and costs other transfers their slots.
+TRANSFER_STORE_STREAMS = env.int("TRANSFER_STORE_STREAMS", default=2)
 if TRANSFER_LEASE_SECONDS < 5 or TRANSFER_RETRY_WINDOW < 0 or not 0 < TRANSFER_SOFT_TIME_LIMIT < TRANSFER_TIME_LIMIT:
     raise ImproperlyConfigured("TRANSFER_* settings: lease >= 5 s, window >= 0, soft limit below the hard limit.")
 if not 1 <= TRANSFER_STORE_STREAMS <= 64:

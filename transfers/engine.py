@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import connections, router, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audit import catalogue
@@ -48,7 +48,9 @@ from reconciliation import services as reconciliation
 from . import notifications, slots
 from .models import FINISHED, InstanceState, Status, Transfer, TransferInstance
 
-BATCH_SIZE = 16  # instances per C-STORE association / STOW-RS request
+# Instances per C-STORE association / STOW-RS request, and per ledger write: fewer, larger batches cost
+# this thread fewer database round trips (32 measured faster than 16 and 64 on the throughput benchmark).
+BATCH_SIZE = 32
 # While instances flow, the lease is renewed at most this often (each renewal is two commits); in
 # between, a read per batch still notices a cancellation at once.
 BEAT_SECONDS = 1.0
@@ -540,33 +542,52 @@ def _update_each(rows: list[TransferInstance], fields: list[str]) -> None:
 
 
 def _mark_retrieved(transfer: Transfer, batch: list[RetrievedInstance]) -> list[RetrievedInstance]:
-    """Ledger rows to `retrieved` (size, checksum); returns what still needs sending."""
+    """Ledger rows to `retrieved` (size, checksum); returns what still needs sending.
+
+    One statement, an upsert: rows the plan wrote are updated unless stored or failed already; rows it
+    did not (the source holds more than its index answered, or the plan is still being listed) are
+    added. Every round trip of this thread to the database costs the other threads' time as well."""
     by_uid = {item.sop_instance_uid: item for item in batch}
-    with transaction.atomic():
-        rows = {
-            r.sop_instance_uid: r for r in transfer.instances.select_for_update().filter(sop_instance_uid__in=by_uid)
-        }
-        send, changed, new = [], [], []
-        for uid, item in by_uid.items():
-            row = rows.get(uid)
-            if row is None:  # the source holds more than its index answered at planning time
-                row = TransferInstance(
-                    transfer=transfer,
-                    sop_instance_uid=uid,
-                    study_instance_uid=item.study_instance_uid,
-                    series_instance_uid=item.series_instance_uid,
-                )
-                new.append(row)
-            elif row.state in (InstanceState.STORED, InstanceState.FAILED):
-                continue
-            else:
-                changed.append(row)
-            # The retrieval hashed most files as it wrote them; read back only the others.
-            row.state, row.size, row.sha256 = InstanceState.RETRIEVED, item.size, item.sha256 or sha256_of(item.path)
-            send.append(item)
-        _update_each(changed, ["state", "size", "sha256"])
-        TransferInstance.objects.bulk_create(new, ignore_conflicts=True)
-    return send
+    if not by_uid:
+        return []
+    meta = TransferInstance._meta
+    connection = connections[router.db_for_write(TransferInstance)]
+    quote = connection.ops.quote_name
+    fields = [
+        meta.get_field(name)
+        for name in (
+            "transfer",
+            "sop_instance_uid",
+            "study_instance_uid",
+            "series_instance_uid",
+            "state",
+            "size",
+            "sha256",
+            "attempts",
+            "last_error",
+            "updated_at",
+        )
+    ]
+    now = timezone.now()
+    params: list[Any] = []
+    for uid, item in by_uid.items():
+        # The retrieval hashed most files as it wrote them; read back only the others.
+        values = [transfer.pk, uid, item.study_instance_uid, item.series_instance_uid, InstanceState.RETRIEVED]
+        values += [item.size, item.sha256 or sha256_of(item.path), 0, "", now]
+        params += [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
+    table, columns = quote(meta.db_table), [quote(field.column) for field in fields]
+    state, sop = quote("state"), quote("sop_instance_uid")
+    assignments = ", ".join(
+        f"{quote(name)} = EXCLUDED.{quote(name)}" for name in ("state", "size", "sha256", "updated_at")
+    )
+    rows = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(by_uid))
+    insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {rows}"  # noqa: S608 - names from the model
+    conflict = f"ON CONFLICT ({quote('transfer_id')}, {sop}) DO UPDATE SET {assignments}"
+    sql = f"{insert} {conflict} WHERE {table}.{state} NOT IN (%s, %s) RETURNING {sop}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, InstanceState.STORED, InstanceState.FAILED])
+        to_send = {uid for (uid,) in cursor.fetchall()}
+    return [item for uid, item in by_uid.items() if uid in to_send]
 
 
 def _mark_stored(transfer: Transfer, sent: list[RetrievedInstance], results: list) -> dict[str, list[str]]:
@@ -574,6 +595,14 @@ def _mark_stored(transfer: Transfer, sent: list[RetrievedInstance], results: lis
     outcome = {r.sop_instance_uid or item.sop_instance_uid: r for item, r in zip(sent, results, strict=True)}
     study_of = {item.sop_instance_uid: item.study_instance_uid for item in sent}
     stored: dict[str, list[str]] = {}
+    if all(result.ok for result in outcome.values()):  # the usual case: one statement
+        stored_uids = transfer.instances.filter(sop_instance_uid__in=outcome).update(
+            state=InstanceState.STORED, last_error="", attempts=F("attempts") + 1, updated_at=timezone.now()
+        )
+        if stored_uids == len(outcome):
+            for uid in outcome:
+                stored.setdefault(study_of.get(uid, ""), []).append(uid)
+            return stored
     with transaction.atomic():
         rows = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=outcome))
         for row in rows:

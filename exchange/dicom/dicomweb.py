@@ -148,14 +148,24 @@ class DicomWebClient:
 
     def _json(self, path: str, params: list[tuple[str, str]] | None = None) -> list[Dataset]:
         query, loosened = qido_query_string(params or [])
-        response = self._request("GET", f"{path}?{query}" if query else path, headers={"Accept": DICOM_JSON})
-        if response.status_code == 204 or not response.content.strip():
-            return []
         try:
-            answers = [Dataset.from_json(item) for item in response.json()]
+            answers = [Dataset.from_json(item) for item in self._answers(f"{path}?{query}" if query else path)]
         except ValueError as exc:
             raise ProtocolError(f"{self.config.name} sent QIDO-RS results that are not DICOM JSON ({exc}).") from exc
         return [ds for ds in answers if _still_matches(ds, loosened)]
+
+    def _answers(self, path_and_query: str) -> list[dict[str, Any]]:
+        """A QIDO-RS answer as plain DICOM JSON objects."""
+        response = self._request("GET", path_and_query, headers={"Accept": DICOM_JSON})
+        if response.status_code == 204 or not response.content.strip():
+            return []
+        try:
+            answers = response.json()
+        except ValueError as exc:
+            raise ProtocolError(f"{self.config.name} sent QIDO-RS results that are not DICOM JSON ({exc}).") from exc
+        if not isinstance(answers, list) or not all(isinstance(item, dict) for item in answers):
+            raise ProtocolError(f"{self.config.name} sent QIDO-RS results that are not a DICOM JSON array.")
+        return answers
 
     # --- QIDO-RS ---------------------------------------------------------------------------------
 
@@ -185,8 +195,13 @@ class DicomWebClient:
         path = (
             f"/studies/{study_uid}/series/{series_uid}/instances" if series_uid else f"/studies/{study_uid}/instances"
         )
-        params = qido_params(instance_identifier(study_uid, series_uid))
-        found = [instance_from(ds) for ds in self._json(path, params)]
+        query, loosened = qido_query_string(qido_params(instance_identifier(study_uid, series_uid)))
+        if loosened:  # a series UID with characters to escape: the general path re-checks the matches
+            found = [
+                instance_from(ds) for ds in self._json(path, qido_params(instance_identifier(study_uid, series_uid)))
+            ]
+        else:  # read as plain JSON: a pydicom Dataset per instance of a large study cost more than the query
+            found = [_instance_from_json(item, study_uid) for item in self._answers(f"{path}?{query}")]
         return sorted(found, key=lambda i: (i.series_instance_uid, i.instance_number or 0))
 
     def find_instance_uids(self, study_uid: str, sop_uids: Sequence[str] = ()) -> set[str]:
@@ -195,12 +210,7 @@ class DicomWebClient:
         path = f"/studies/{study_uid}/instances"
         if sop_uids:  # UIDs are digits and dots: nothing to escape, and a comma must stay a comma
             path += "?SOPInstanceUID=" + ",".join(sop_uids)
-        response = self._request("GET", path, headers={"Accept": DICOM_JSON})
-        try:
-            answers = response.json() if response.status_code != 204 and response.content.strip() else []
-            found = {str(_json_value(item, "00080018")) for item in answers} - {""}
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise ProtocolError(f"{self.config.name} sent QIDO-RS results that are not DICOM JSON ({exc}).") from exc
+        found = {str(_json_value(item, "00080018")) for item in self._answers(path)} - {""}
         return found & set(sop_uids) if sop_uids else found
 
     # --- WADO-RS ---------------------------------------------------------------------------------
@@ -349,6 +359,21 @@ def _stow_outcome(response: requests.Response) -> tuple[dict[str, str], dict[str
     return stored, failed, ""
 
 
+def _instance_from_json(item: dict[str, Any], study_uid: str) -> Instance:
+    number = _json_value(item, "00200013")
+    try:
+        instance_number = int(float(number)) if number not in ("", None) else None
+    except (TypeError, ValueError):
+        instance_number = None
+    return Instance(
+        study_instance_uid=str(_json_value(item, "0020000D") or study_uid),
+        series_instance_uid=str(_json_value(item, "0020000E")),
+        sop_instance_uid=str(_json_value(item, "00080018")),
+        sop_class_uid=str(_json_value(item, "00080016")),
+        instance_number=instance_number,
+    )
+
+
 def _json_items(dataset: dict[str, Any], tag: str) -> list[dict[str, Any]]:
     """The items of a DICOM JSON sequence attribute (none if absent)."""
     return (dataset.get(tag) or {}).get("Value") or []
@@ -356,8 +381,9 @@ def _json_items(dataset: dict[str, Any], tag: str) -> list[dict[str, Any]]:
 
 def _json_value(dataset: dict[str, Any], tag: str) -> Any:
     """The first value of a DICOM JSON attribute, "" if it has none."""
-    values = (dataset.get(tag) or {}).get("Value") or [""]
-    return values[0]
+    attribute = dataset.get(tag)
+    values = attribute.get("Value") if isinstance(attribute, dict) else None
+    return values[0] if isinstance(values, list) and values else ""
 
 
 def _parts_to_files(chunks: Iterator[bytes], boundary: str, folder: Path) -> Iterator[tuple[Path, int, str]]:
