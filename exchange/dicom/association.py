@@ -16,6 +16,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.status import (
     QR_FIND_SERVICE_CLASS_STATUS,
     QR_GET_SERVICE_CLASS_STATUS,
@@ -135,8 +136,8 @@ def _association_failure(assoc: Association, config: GatewayConfig, connected: b
         return GatewayUnreachable(
             f"{where} refused the connection: nothing is listening on that port, or a firewall blocks it."
         )
-    reply = getattr(assoc.acceptor, "primitive", None)
-    if assoc.is_rejected and reply is not None:
+    reply = _answer(assoc)
+    if reply is not None and reply.result in (1, 2):
         reason = str(reply.reason_str)
         reason = reason[:1].lower() + reason[1:]  # "Called AE title..." reads mid-sentence
         hint = ""
@@ -157,6 +158,21 @@ def _association_failure(assoc: Association, config: GatewayConfig, connected: b
             f"within {config.acse_timeout:g} s."
         )
     return GatewayError(f"{where} aborted the association request.")
+
+
+def _answer(assoc: Association) -> A_ASSOCIATE | None:
+    """The peer's A-ASSOCIATE answer, even when pynetdicom 3.0 lost track of it.
+
+    pynetdicom checks that the socket is still connected only after sending the request; a peer
+    that rejects at once and closes its end (Orthanc, dcmtk) can win that race on a busy machine.
+    pynetdicom then "aborts" an association the peer had rejected, with the rejection still
+    waiting in the DUL's queue: reading it from there keeps a wrong AE title reported as such.
+    """
+    reply = getattr(assoc.acceptor, "primitive", None)
+    if reply is not None:
+        return reply
+    pending = getattr(getattr(assoc.dul, "to_user_queue", None), "queue", ())
+    return next((item for item in list(pending) if isinstance(item, A_ASSOCIATE) and item.result in (1, 2)), None)
 
 
 def settle(assoc: Association, timeout: float = 1.0) -> None:

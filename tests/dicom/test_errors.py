@@ -21,6 +21,7 @@ from exchange.dicom import (
     StudyQuery,
     client_for,
 )
+from exchange.dicom.association import new_ae, open_association
 
 from .conftest import PORTAL_AE, orthanc_config
 from .orthanc import OrthancProcess, free_port
@@ -91,6 +92,20 @@ def test_a_wrong_called_ae_title_is_rejected_permanently(orthanc_b: OrthancProce
         "trust RXH PACS refused the association: called AE title not recognised (we called it 'NOTORTHANC')."
     )
     assert client.echo().error == str(caught.value)
+
+
+def test_a_rejection_is_reported_even_when_the_peer_hangs_up_before_we_look(orthanc_b: OrthancProcess) -> None:
+    # On a busy machine Orthanc can reject and close before pynetdicom checks the socket;
+    # holding our side back after the request makes that order certain.
+    cfg = orthanc_config(orthanc_b, ae_title="NOTORTHANC", label="trust RXH PACS")
+    ae = new_ae(PORTAL_AE, cfg)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    with (
+        pytest.raises(AssociationRejected, match="called AE title not recognised") as caught,
+        open_association(ae, cfg, evt_handlers=[(evt.EVT_REQUESTED, lambda event: time.sleep(0.5))]),
+    ):
+        pass
+    assert caught.value.permanent
 
 
 def test_a_pacs_that_stops_answering_mid_query_times_out() -> None:
