@@ -304,6 +304,13 @@ if TRANSFER_LEASE_SECONDS < 5 or TRANSFER_RETRY_WINDOW < 0 or not 0 < TRANSFER_S
     raise ImproperlyConfigured("TRANSFER_* settings: lease >= 5 s, window >= 0, soft limit below the hard limit.")
 if not 1 <= TRANSFER_STORE_STREAMS <= 64:
     raise ImproperlyConfigured("TRANSFER_STORE_STREAMS must be between 1 and 64 (a gateway's max_concurrency caps it).")
+# Where a transfer holds instances between retrieving and storing them (at most a few batches: the
+# engine's bounded spool; throw-away, a crash retrieves again). Point it at a RAM-backed tmpfs sized for a
+# few hundred MB per worker process: file creation and deletion on a journaling file system cost the
+# worker (and any PACS on the same disk) more CPU than moving the bytes. A pass falls back to
+# SPOOL_DIR/transfers when the scratch folder has less than TRANSFER_SCRATCH_RESERVE bytes free.
+TRANSFER_SCRATCH_DIR = env.str("TRANSFER_SCRATCH_DIR", default="")  # "": SPOOL_DIR/transfers
+TRANSFER_SCRATCH_RESERVE = env.int("TRANSFER_SCRATCH_RESERVE", default=256 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE["transfers-sweep-stalled"] = {"task": "transfers.sweep_stalled", "schedule": 60.0}
 
 # Requests (pulls/): an unanswered request is escalated by email to the source trust's approvers after

@@ -16,6 +16,7 @@ dies (it is sent again on resume); a PACS keys instances by SOP Instance UID, so
 
 from __future__ import annotations
 
+import errno
 import json
 import queue
 import shutil
@@ -40,6 +41,7 @@ from audit import catalogue
 from audit.codes import Outcome
 from audit.context import system_actor
 from directory.gateways import gateway_client
+from directory.models import Gateway
 from exchange.dicom import GatewayClient, GatewayError, Instance, RetrievedInstance, StoreResult, Study, StudyQuery
 from exchange.dicom.spool import sha256_of
 from exchange.dicom.validate import is_uid
@@ -76,8 +78,38 @@ class TransientTransferError(GatewayError):
     """Something may work later (instances not delivered yet, refusals a PACS may lift)."""
 
 
-def spool_dir(transfer_id: int) -> Path:
+def spool_dir(transfer_id: int, *, shared: bool = False) -> Path:
+    """Where this pass keeps the transfer's instances between retrieving and storing them: the scratch
+    folder (TRANSFER_SCRATCH_DIR, RAM-backed where deployed so) while it has room, else the disk spool.
+    `shared`: the DICOM receiver must write there too (C-MOVE lands in it), so only SPOOL_DIR will do:
+    a worker's scratch tmpfs is its own."""
+    if shared or not settings.TRANSFER_SCRATCH_DIR:
+        return _disk_spool(transfer_id)
+    scratch = Path(settings.TRANSFER_SCRATCH_DIR)
+    try:
+        scratch.mkdir(parents=True, exist_ok=True)
+        room = shutil.disk_usage(scratch).free
+    except OSError:
+        room = 0
+    if room >= settings.TRANSFER_SCRATCH_RESERVE:
+        return scratch / str(transfer_id)
+    log.warning("transfer_scratch_full", scratch=str(scratch), free_bytes=room)
+    return _disk_spool(transfer_id)
+
+
+def _disk_spool(transfer_id: int) -> Path:
     return Path(settings.SPOOL_DIR) / "transfers" / str(transfer_id)
+
+
+def _every_spool(transfer_id: int) -> set[Path]:
+    """Every folder a pass of the transfer may have used on this host (for a dead pass's leftovers)."""
+    folders = {_disk_spool(transfer_id)}
+    if settings.TRANSFER_SCRATCH_DIR:
+        folders.add(Path(settings.TRANSFER_SCRATCH_DIR) / str(transfer_id))
+    return folders
+
+
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
 
 
 def heartbeat_interval() -> float:
@@ -174,8 +206,9 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
     transfer = claim(transfer_id, owner)
     if transfer is None:
         return "already finished"
-    folder = spool_dir(transfer_id)
-    shutil.rmtree(folder, ignore_errors=True)  # leftovers of a dead worker: they will be retrieved again
+    folder = spool_dir(transfer_id, shared=transfer.source_gateway.retrieve_method == Gateway.RetrieveMethod.C_MOVE)
+    for leftovers in _every_spool(transfer_id):  # of a dead worker's pass: retrieved again
+        shutil.rmtree(leftovers, ignore_errors=True)
     planner: _Planner | None = None
     verifier: _Verifier | None = None
     try:
@@ -189,7 +222,14 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
             transfer.destination_gateway_id, owner, settings.TRANSFER_STORE_STREAMS - 1, transfer_id=transfer.pk
         )  # released with the transfer's own slots by run()
         for study_uid in transfer.study_instance_uids:
-            _move_study(transfer, owner, clients, study_uid, folder, streams, verifier, planner)
+            try:
+                _move_study(transfer, owner, clients, study_uid, folder, streams, verifier, planner)
+            except OSError as exc:  # the worker's own disk, not a gateway: the next pass may find room
+                if exc.filename is None and exc.errno not in _DISK_ERRORS:
+                    raise  # a socket's error (requests' are OSErrors too): not the spool's
+                full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                what = "has no space left" if full else f"could not be written ({exc.strerror or exc})"
+                raise TransientTransferError(f"The worker's spool folder {folder} {what}; trying again.") from exc
         with _keepalive(transfer, owner):  # a C-FIND over a big study can outlast the lease
             planner.record()
         _give_up_or_retry_undelivered(transfer)

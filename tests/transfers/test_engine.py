@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import threading
+from pathlib import Path
 
 import pytest
 from pydicom import dcmread
@@ -11,6 +13,7 @@ from audit.models import AuditEvent
 from directory.models import SharingAgreement
 from exchange.dicom import GatewayError, StoreResult
 from exchange.dicom.dimse import DimseClient
+from exchange.dicom.retrieval import Retrieval
 from tests.helpers import api_as
 from transfers import engine, services
 from transfers.models import InstanceState, Status, Transfer
@@ -225,3 +228,52 @@ def test_an_instance_the_destination_acknowledged_but_does_not_list_is_not_repor
     assert row.state == InstanceState.FAILED and "does not list it in its index" in row.last_error
     assert transfer.instances.filter(state=InstanceState.STORED).count() == len(ct_study.paths) - 1
     assert sorted(sop_uids_held(pacs_pair[1], ct_study.uid)) == sorted(ct_study.sop_uids - {lost[0]})
+
+
+def test_a_pass_holds_instances_in_the_scratch_folder_while_it_has_room(
+    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b, settings, tmp_path
+):
+    settings.TRANSFER_SCRATCH_DIR = str(tmp_path / "scratch")
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    clients = engine.clients_for(transfer)
+    real_retrieve = clients.source.retrieve
+    folders: list[Path] = []
+
+    def spy(*args, spool_dir, **kwargs):
+        folders.append(Path(spool_dir))
+        return real_retrieve(*args, spool_dir=spool_dir, **kwargs)
+
+    clients.source.retrieve = spy
+
+    assert engine.run(transfer.pk, owner="test", clients=clients) == Status.COMPLETED
+
+    assert folders and folders[0].is_relative_to(tmp_path / "scratch" / str(transfer.pk))
+    assert not (tmp_path / "scratch" / str(transfer.pk)).exists()  # nothing left behind
+    assert sorted(sop_uids_held(pacs_pair[1], ct_study.uid)) == sorted(ct_study.sop_uids)
+
+    disk_spool = settings.SPOOL_DIR / "transfers" / str(transfer.pk)
+    assert engine.spool_dir(transfer.pk, shared=True) == disk_spool  # C-MOVE: the receiver writes there too
+    settings.TRANSFER_SCRATCH_RESERVE = 1 << 62  # more than any disk has free: the pass spools on disk
+    assert engine.spool_dir(transfer.pk) == disk_spool
+
+
+def test_a_full_spool_is_a_transient_error_that_names_the_folder(
+    region, ct_study, alice, trust_a, trust_b, settings, tmp_path
+):
+    settings.TRANSFER_SCRATCH_DIR = str(tmp_path / "scratch")
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    clients = engine.clients_for(transfer)
+
+    def disk_full(summary):
+        raise OSError(errno.ENOSPC, "No space left on device")
+        yield  # a generator, as every retrieval is
+
+    clients.source.retrieve = lambda *args, **kwargs: Retrieval(disk_full)
+
+    with pytest.raises(GatewayError) as raised:
+        engine.run(transfer.pk, owner="test", clients=clients)
+
+    assert not raised.value.permanent  # retried with backoff, like a gateway that is down
+    assert "has no space left" in str(raised.value) and str(tmp_path / "scratch") in str(raised.value)
+    transfer.refresh_from_db()
+    assert transfer.status not in (Status.FAILED, Status.COMPLETED) and transfer.lease_owner == ""
