@@ -83,15 +83,21 @@ def iter_events(chunks: Iterable[bytes], boundary: str) -> Iterator[Event]:
                 at = buf.find(delimiter)
                 if at < 0:
                     if len(buf) > keep:
-                        yield ("data", bytes(buf[:-keep]))
+                        yield ("data", _take(buf, len(buf) - keep))
                         del buf[:-keep]
                     break
                 if at:
-                    yield ("data", bytes(buf[:at]))
+                    yield ("data", _take(buf, at))
                 del buf[: at + len(delimiter)]
                 yield ("end", None)
                 state = "after-boundary"
     raise ProtocolError("the multipart answer ended before its closing boundary (connection cut?).")
+
+
+def _take(buf: bytearray, n: int) -> bytes:
+    """The first n bytes, copied once (slicing the bytearray first would copy them twice)."""
+    with memoryview(buf) as view:
+        return bytes(view[:n])
 
 
 class MultipartBody:
@@ -119,16 +125,25 @@ class MultipartBody:
     def __len__(self) -> int:
         return self._length
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | bytearray]:
         pending = b""  # boundaries and part headers ride with the next file's first chunk
         for segment in self._segments:
             if isinstance(segment, bytes):
                 pending += segment
                 continue
-            with open(segment, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    if pending:
-                        chunk, pending = pending + chunk, b""
+            with open(segment, "rb", buffering=0) as fh:
+                left = os.fstat(fh.fileno()).st_size
+                while left > 0:
+                    # Read straight in behind the pending bytes: each byte is copied once on its way.
+                    chunk = bytearray(len(pending) + min(left, CHUNK))
+                    chunk[: len(pending)] = pending
+                    with memoryview(chunk) as view:
+                        got = fh.readinto(view[len(pending) :]) or 0
+                    if not got:
+                        raise ProtocolError(f"{segment} shrank while it was being sent.")
+                    del chunk[len(pending) + got :]
+                    left -= got
+                    pending = b""
                     yield chunk
         if pending:
             yield pending
