@@ -1,13 +1,15 @@
 """How fast the portal moves a study between two real Orthanc servers, next to Orthanc and dcmtk.
 
     .venv/bin/python benchmarks/transfer_throughput.py [--instances 300] [--rows 512] [--runs 2]
-        [--pairs c-get/c-store,wado-rs/stow-rs,c-get/stow-rs]
+        [--pairs c-get/c-store,wado-rs/stow-rs,c-get/stow-rs] [--store-streams N] [--batch-size N]
+        [--scratch /dev/shm]
 
 Issue #4's acceptance benchmark. Starts two Orthanc servers (A holds a synthetic CT study, 300 x 512²
 ≈ 158 MB by default; B is empty), then moves that same study A → B, each time onto an empty B:
 
 (a) through the portal's engine (`transfers.engine.run`, in this process, on a throwaway SQLite
-    database), once per retrieve/store pair: plan, retrieve, spool, per-instance ledger with SHA-256,
+    database, its TRANSFER_SCRATCH_DIR on /dev/shm as docker-compose.yml gives the worker a tmpfs),
+    once per retrieve/store pair: plan, retrieve, spool, per-instance ledger with SHA-256,
     store, verification at B from B's own index, audit — everything a real transfer does;
 (b) by Orthanc A itself: `/peers/b/store` (HTTP), `/modalities/b/store` (C-STORE by DCMTK) and the
     DICOMweb plugin's `/dicom-web/servers/b/stow` (STOW-RS);
@@ -80,6 +82,12 @@ def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=None, help="instances per store batch (an A/B; default: the engine's)"
     )
+    parser.add_argument(
+        "--scratch",
+        default="/dev/shm" if os.access("/dev/shm", os.W_OK) else "",
+        help="a RAM-backed folder for the engine's TRANSFER_SCRATCH_DIR, as deployed (default: /dev/shm; "
+        "'' spools on disk, under SPOOL_DIR)",
+    )
     args = parser.parse_args()
 
     import django
@@ -134,8 +142,13 @@ def main() -> None:
             settings.TRANSFER_STORE_STREAMS = args.store_streams
         if args.batch_size:
             engine.BATCH_SIZE = args.batch_size
-        streams = settings.TRANSFER_STORE_STREAMS
-        print(f"engine: batches of {engine.BATCH_SIZE}, up to {streams} store streams\n", flush=True)
+        if args.scratch:
+            settings.TRANSFER_SCRATCH_DIR = tempfile.mkdtemp(prefix="transfer-bench-", dir=args.scratch)
+        streams, scratch = settings.TRANSFER_STORE_STREAMS, settings.TRANSFER_SCRATCH_DIR or "disk spool"
+        print(
+            f"engine: batches of {engine.BATCH_SIZE}, up to {streams} store streams, scratch spool: {scratch}\n",
+            flush=True,
+        )
         region = _region(a, b)
         orthanc_id = a.find("Study", {"StudyInstanceUID": study_uid})[0]
 
@@ -202,6 +215,8 @@ def main() -> None:
         a.remove()
         b.remove()
         shutil.rmtree(WORK, ignore_errors=True)
+        if settings.TRANSFER_SCRATCH_DIR:
+            shutil.rmtree(settings.TRANSFER_SCRATCH_DIR, ignore_errors=True)
 
 
 def _report(best: dict[str, dict[str, float]]) -> None:
