@@ -163,7 +163,7 @@ def _cget(
     spool_dir.mkdir(parents=True, exist_ok=True)
     landed: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max_pending)
     cancel = threading.Event()
-    held: dict[str, Association] = {}
+    held = _Held()
 
     def put(kind: str, value: Any) -> None:
         while not cancel.is_set():
@@ -198,11 +198,14 @@ def _cget(
             roles = [build_role(c, scp_role=True) for c in classes]
             handlers = [(evt.EVT_C_STORE, intake.handle_store)]
             with open_association(ae, client.config, ext_neg=roles, evt_handlers=handlers) as assoc:
-                held["assoc"] = assoc
-                for identifier in identifiers:
-                    responses = assoc.send_c_get(identifier, GET_MODEL)
-                    _run_retrieve(client, responses, summary, "C-GET")
-                    settle(assoc)
+                held.take(assoc)
+                try:
+                    for identifier in identifiers:
+                        responses = assoc.send_c_get(identifier, GET_MODEL)
+                        _run_retrieve(client, responses, summary, "C-GET")
+                        settle(assoc)
+                finally:
+                    held.let_go()  # before the release or abort on the way out
             put("done", None)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
             try:
@@ -217,7 +220,7 @@ def _drain(
     run: Any,
     landed: queue.Queue[tuple[str, Any]],
     cancel: threading.Event,
-    held: dict[str, Association],
+    held: _Held,
 ) -> Generator[RetrievedInstance, None, None]:
     worker = threading.Thread(target=run, name="dicom-retrieve", daemon=True)
     worker.start()
@@ -235,17 +238,46 @@ def _drain(
         _stop(worker, held, GET_MODEL, 1)
 
 
-def _stop(worker: threading.Thread, held: dict[str, Association], model: str, msg_id: int) -> None:
+class _Held:
+    """The worker's association, for a caller that walks away to cancel on.
+
+    The worker lets go before it releases (or aborts) the association: a C-CANCEL sent once the release
+    has begun is a protocol error that pynetdicom raises in its reactor thread, so the two are
+    serialised here."""
+
+    def __init__(self) -> None:
+        self.assoc: Association | None = None
+        self.lock = threading.Lock()
+
+    def take(self, assoc: Association) -> None:
+        with self.lock:
+            self.assoc = assoc
+
+    def let_go(self) -> None:
+        with self.lock:
+            self.assoc = None
+
+    def cancel(self, msg_id: int, model: str) -> Association | None:
+        """Send C-CANCEL if the worker still holds an open association; that association, if any."""
+        with self.lock:
+            assoc = self.assoc
+            if assoc is not None and assoc.is_established:
+                try:
+                    assoc.send_c_cancel(msg_id, query_model=model)
+                except Exception:  # noqa: BLE001, S110 - best effort; the abort in _stop still ends it
+                    pass
+            return assoc
+
+
+def _stop(worker: threading.Thread, held: _Held, model: str, msg_id: int) -> None:
     """End a retrieve the caller walked away from: C-CANCEL first, abort if the peer ignores it."""
-    assoc = held.get("assoc")
-    if not worker.is_alive() or assoc is None:
+    if not worker.is_alive():
         worker.join(timeout=CANCEL_JOIN_SECONDS)
         return
-    if assoc.is_established:
-        try:
-            assoc.send_c_cancel(msg_id, query_model=model)
-        except Exception:  # noqa: BLE001, S110 - best effort; the abort below still ends it
-            pass
+    assoc = held.cancel(msg_id, model)
+    if assoc is None:
+        worker.join(timeout=CANCEL_JOIN_SECONDS)
+        return
     worker.join(timeout=CANCEL_JOIN_SECONDS / 2)
     if worker.is_alive() and assoc.is_established:
         assoc.abort()
@@ -310,7 +342,7 @@ def _cmove(
     )
     done = threading.Event()
     failures: list[BaseException] = []
-    held: dict[str, Association] = {}
+    held = _Held()
 
     def run() -> None:
         try:
@@ -318,11 +350,16 @@ def _cmove(
             ae = new_ae(client.local_ae_title, client.config)
             ae.add_requested_context(MOVE_MODEL)
             with open_association(ae, client.config) as assoc:
-                held["assoc"] = assoc
-                for identifier in identifiers:
-                    responses = assoc.send_c_move(identifier, destination.ae_title, MOVE_MODEL, msg_id=job.message_id)
-                    _run_retrieve(client, responses, summary, "C-MOVE")
-                    settle(assoc)
+                held.take(assoc)
+                try:
+                    for identifier in identifiers:
+                        responses = assoc.send_c_move(
+                            identifier, destination.ae_title, MOVE_MODEL, msg_id=job.message_id
+                        )
+                        _run_retrieve(client, responses, summary, "C-MOVE")
+                        settle(assoc)
+                finally:
+                    held.let_go()  # before the release or abort on the way out
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             failures.append(exc)
         finally:
