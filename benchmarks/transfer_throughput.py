@@ -20,9 +20,15 @@ the portal sets it on its own sockets). After each method B's index must list ev
 check is not timed. The destination trust's reconciliation switches are off: this measures transfer,
 not the rewriting of identifiers (which would hold the study in the reconciliation queue here).
 
-Prints MB/s for each (MB = 10^6 bytes of DICOM files), the best of each, the portal's best ratio to
-the best of (b) and (c) (issue #4's target: ≥ 1.0), and the engine's fixed cost on a one-instance study.
+Prints MB/s for each (MB = 10^6 bytes of DICOM files) with the CPU seconds A, B and this process
+(the engine, or storescu) spent on it, the best of each, the portal's best ratio to the best of (b)
+and (c) (issue #4's target: ≥ 1.0), and the engine's fixed cost on a one-instance study.
 Needs Debian's `orthanc`, `orthanc-dicomweb` and `dcmtk` packages.
+
+Everything but the engine's scratch lives under the system's temp folder, on disk as a PACS's storage
+would be. There, B's cost of storing the same study swings by 2x from one minute to the next (ext4's
+inode allocation after the previous method's deletions), and with it every figure. `TMPDIR=/dev/shm`
+keeps both Orthancs' storage in RAM instead: steadier figures that show what each method costs in CPU.
 """
 
 from __future__ import annotations
@@ -52,15 +58,37 @@ BASELINE = "baseline"
 
 
 def timed(label: str, size: int, action: Callable[[], None], clear: Callable[[], None], check: Callable[[], None]):
-    """Seconds for `action` onto an emptied B; B must then list the whole study (checked untimed)."""
+    """Seconds for `action` onto an emptied B; B must then list the whole study (checked untimed).
+
+    Also prints the CPU seconds each side spent: A's and B's Orthanc, and this process with its
+    children (the portal's engine, or storescu): on a machine with few cores the total decides."""
     clear()
+    before = _cpu()
     started = time.perf_counter()
     action()
     seconds = time.perf_counter() - started
+    used = [after - was for after, was in zip(_cpu(), before, strict=True)]
     check()
     load = os.getloadavg()[0]
-    print(f"{label:<52} {seconds:7.2f} s {size / 1e6 / seconds:8.1f} MB/s   (load {load:.1f})", flush=True)
+    cpu = "  ".join(f"{who} {spent:4.2f}" for who, spent in zip(("A", "B", "here"), used, strict=True))
+    print(
+        f"{label:<52} {seconds:7.2f} s {size / 1e6 / seconds:8.1f} MB/s   CPU-s {cpu}   (load {load:.1f})", flush=True
+    )
     return seconds
+
+
+_SERVERS: list[int] = []  # the pids of Orthanc A and B, once started
+
+
+def _cpu() -> list[float]:
+    """CPU seconds (user + system) so far of A, B and this process with its waited-for children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    spent = []
+    for pid in _SERVERS:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        spent.append((int(fields[11]) + int(fields[12])) / tick)
+    mine = os.times()
+    return [*spent, mine.user + mine.system + mine.children_user + mine.children_system]
 
 
 def main() -> None:
@@ -122,6 +150,7 @@ def main() -> None:
             },
         },
     ).start()
+    _SERVERS[:] = [a.proc.pid, b.proc.pid]
     try:
         paths = make_study(
             WORK / "study", modality="CT", n_instances=args.instances, rows=args.rows, columns=args.rows, seed=5
