@@ -260,8 +260,7 @@ class _Planner:
 
     def __init__(self, transfer: Transfer, source: GatewayClient) -> None:
         self.transfer, self.source = transfer, source
-        known = set(transfer.instances.values_list("study_instance_uid", flat=True).distinct())
-        self.studies = [uid for uid in transfer.study_instance_uids if uid not in known]
+        self.studies = [uid for uid in transfer.study_instance_uids if uid not in transfer.listed_studies]
         self.need_patient = not transfer.patient_id and not transfer.nhs_number
         self.found: dict[str, list[Instance]] = {}
         self.patient: Study | None = None
@@ -297,8 +296,9 @@ class _Planner:
             transfer.patient_id = self.patient.patient_id[:64]
             transfer.nhs_number = self.patient.nhs_number if len(self.patient.nhs_number) == 10 else ""
             transfer.save(update_fields=["patient_id", "nhs_number"])
+        listed = [uid for uid, found in self.found.items() if found]
         for study_uid, found in self.found.items():
-            if not found:
+            if not found:  # not marked listed: asked again next pass, in case it was still arriving
                 error = f"{self.source.config.name} holds no instances of this study."
                 _add_error(transfer, study_uid=study_uid, error=error)
                 continue
@@ -314,6 +314,13 @@ class _Planner:
                 ],
                 ignore_conflicts=True,
             )
+        if listed:  # after the rows: a pass that dies in between lists the study again
+            transfer.listed_studies = [*transfer.listed_studies, *listed]
+            transfer.save(update_fields=["listed_studies"])
+
+    def lists(self, study_uid: str) -> bool:
+        """Whether this pass lists the study (its ledger rows, if any, may be only the first batches')."""
+        return study_uid in self.studies and not self.recorded
 
     def holds_nothing_of(self, study_uid: str) -> bool:
         """Whether the source's index listed no instance of the study (recording the plan first)."""
@@ -347,6 +354,11 @@ def _move_study(
     planner: _Planner | None = None,
 ) -> None:
     rows = transfer.instances.filter(study_instance_uid=study_uid)
+    if planner is not None and planner.lists(study_uid) and rows.exists():
+        # A pass died before the source's listing was recorded: the rows cover only what it reached, so
+        # know the whole study before choosing what to ask the source for.
+        with _keepalive(transfer, owner):
+            planner.record()
     states = list(rows.values_list("state", flat=True))
     todo = list(
         rows.filter(state__in=(InstanceState.PENDING, InstanceState.RETRIEVED)).values_list(

@@ -56,6 +56,10 @@ class Transfer(models.Model):
     transient_failures = models.PositiveIntegerField(default=0)
     # [{"sop_instance_uid"?, "study_instance_uid"?, "error": "..."}], readable by an imaging manager.
     errors = models.JSONField(default=list, blank=True)
+    # Studies whose instances the source's index has listed into the ledger. A study not in it is listed
+    # again by the next pass even when some of its instances have rows: a pass that died while the
+    # listing was still running leaves rows for the first batches only.
+    listed_studies = models.JSONField(default=list, blank=True)
     # The patient, as the source's C-FIND / QIDO-RS answered, for the audit trail.
     patient_id = models.CharField(max_length=64, blank=True)
     nhs_number = models.CharField(max_length=10, blank=True)

@@ -277,3 +277,44 @@ def test_a_full_spool_is_a_transient_error_that_names_the_folder(
     assert "has no space left" in str(raised.value) and str(tmp_path / "scratch") in str(raised.value)
     transfer.refresh_from_db()
     assert transfer.status not in (Status.FAILED, Status.COMPLETED) and transfer.lease_owner == ""
+
+
+class _WorkerKilled(BaseException):
+    """Stands for a `kill -9`: nothing of the pass's own error handling gets to run after it."""
+
+
+def test_a_pass_cut_short_before_the_source_was_listed_loses_nothing_on_resume(
+    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b, monkeypatch
+):
+    """The source's index is listed while the study already flows. A worker that dies before that listing
+    is recorded (a big study on a busy PACS: the listing takes a while) leaves ledger rows for the first
+    batches only; the next pass must still move every instance, not just the ones the ledger knows."""
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    clients = engine.clients_for(transfer)
+    real_find, real_store = clients.source.find_instances, clients.destination.store
+    died, first_batch = threading.Event(), threading.Lock()
+
+    def slow_listing(study_uid, series_uid=None):
+        died.wait(timeout=30)
+        return real_find(study_uid, series_uid)
+
+    def store_once_then_die(paths):
+        if first_batch.acquire(blocking=False):
+            return real_store(paths)
+        died.set()
+        raise _WorkerKilled
+
+    clients.source.find_instances = slow_listing
+    clients.destination.store = store_once_then_die
+    monkeypatch.setattr(engine, "BATCH_SIZE", 4)
+    monkeypatch.setattr(engine._Planner, "record", lambda self: None)  # died before it could
+    with pytest.raises(_WorkerKilled):
+        engine.run(transfer.pk, owner="worker-1", clients=clients)
+    monkeypatch.undo()
+    assert transfer.instances.filter(state=InstanceState.STORED).exists()
+    assert transfer.instances.count() < len(ct_study.paths)  # the rows of the batches it reached, no more
+
+    assert engine.run(transfer.pk, owner="worker-2") == Status.COMPLETED
+
+    assert sorted(sop_uids_held(pacs_pair[1], ct_study.uid)) == sorted(ct_study.sop_uids)
+    assert transfer.instances.filter(state=InstanceState.STORED).count() == len(ct_study.paths)
