@@ -322,13 +322,17 @@ def visible_share_links(user, queryset: QuerySet) -> QuerySet:
     regional-administrator bypass: running the region is no reason to see who was sent which patient."""
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return queryset.none()
-    trusts = member_trust_ids(user, Perm.MANAGE_SHARE_LINKS)
-    return queryset.filter(Q(created_by_id=user.pk) | Q(trust_id__in=trusts))
+    managed = member_trust_ids(user, Perm.MANAGE_SHARE_LINKS)
+    own = Q(created_by_id=user.pk, trust_id__in=member_trust_ids(user))  # not once they have left the trust
+    return queryset.filter(own | Q(trust_id__in=managed))
 
 
 def may_manage_share_link(user, link) -> bool:
-    """Revoke, read opinions and accesses: the creator, or an imaging manager of the link's trust."""
-    if link.created_by_id == getattr(user, "pk", None) and user.is_active:
+    """Revoke, read opinions and accesses: the creator while still a member of the link's trust, or an
+    imaging manager of it."""
+    if not getattr(user, "is_active", False):
+        return False
+    if link.created_by_id == user.pk and link.trust_id in member_trust_ids(user):
         return True
     return link.trust_id in member_trust_ids(user, Perm.MANAGE_SHARE_LINKS)
 

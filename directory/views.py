@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
@@ -25,11 +26,17 @@ def trust_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def trust_detail(request: HttpRequest, ods_code: str) -> HttpResponse:
     trust = perms.get_visible_or_404(Trust.objects.all(), ods_code=ods_code)
-    agreements = SharingAgreement.objects.filter(active=True).select_related("trust_a", "trust_b")
+    # Every trust's gateways' health is public in the region; their addresses and a trust's agreements
+    # are for its own members (as in the API).
+    agreements = perms.visible_agreements(
+        request.user, SharingAgreement.objects.filter(Q(trust_a=trust) | Q(trust_b=trust), active=True)
+    ).select_related("trust_a", "trust_b")
     context = {
         "trust": trust,
         "gateways": trust.gateways.all(),
-        "agreements": [a for a in agreements if trust.pk in (a.trust_a_id, a.trust_b_id)],
+        "gateway_details": set(perms.visible_gateways(request.user, trust.gateways.all()).values_list("pk", flat=True)),
+        "agreements": list(agreements),
+        "sees_all": perms.is_regional_admin(request.user) or trust.pk in perms.member_trust_ids(request.user),
         "can_change_gateways": perms.has_perm_at(request.user, Perm.CHANGE_GATEWAY, trust.pk),
     }
     return render(request, "directory/trust_detail.html", context)

@@ -133,6 +133,13 @@ def transfer_retry(*, transfer: Transfer, user, actor: Actor | None = None) -> T
                 f"not one that is {transfer.get_status_display().lower()}."
             }
         )
+    if not agreement_allows(transfer.source, transfer.destination):  # withdrawn since: no more images go
+        raise ValidationError(
+            {
+                "detail": f"No active sharing agreement lets {transfer.source.ods_code} send to "
+                f"{transfer.destination.ods_code} any more."
+            }
+        )
     transfer.instances.exclude(state=InstanceState.STORED).update(state=InstanceState.PENDING, attempts=0)
     transfer.status = Status.QUEUED
     transfer.completed_at = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from directory.models import Gateway, SharingAgreement
+from directory.models import Gateway, SharingAgreement, Trust
 from tests.helpers import api_as, signed_in
 
 pytestmark = pytest.mark.django_db
@@ -94,3 +94,22 @@ def test_agreements_are_listed_only_to_members_of_either_trust(alice, bob, agree
     assert api_as(bob).get("/api/v1/agreements/").json()["count"] == 1
     assert api_as(carol).get("/api/v1/agreements/").json()["count"] == 0
     assert api_as(carol).get(f"/api/v1/agreements/{agreement.pk}/").status_code == 404
+
+
+def test_another_trusts_page_shows_its_gateways_health_but_not_their_addresses_or_agreements(
+    alice, trust_b, gateway_b, agreement
+):
+    elsewhere = Trust.objects.create(ods_code="RCC", name="Gamma Hospitals")
+    SharingAgreement.objects.create(trust_a=trust_b, trust_b=elsewhere)
+
+    page = signed_in(alice).get("/trusts/RBB/").content.decode()
+
+    assert gateway_b.name in page and gateway_b.get_status_display() in page
+    assert gateway_b.ae_title not in page and f":{gateway_b.port}" not in page
+    assert "Gamma Hospitals" not in page  # B's agreement with a third trust
+    assert "Alpha Hospitals ⇄ Beta District General" in page  # her own trust's agreement with B
+
+
+def test_a_member_sees_the_addresses_and_agreements_of_their_own_trust(bea, trust_b, gateway_b, agreement):
+    page = signed_in(bea).get("/trusts/RBB/").content.decode()
+    assert f"{gateway_b.ae_title} @ {gateway_b.host}:{gateway_b.port}" in page

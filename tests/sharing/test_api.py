@@ -7,7 +7,7 @@ from django.core import mail
 
 from audit.models import AuditEvent
 from sharing.models import SecondOpinion, ShareLink
-from tests.helpers import api_as
+from tests.helpers import api_as, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -113,6 +113,22 @@ def test_opinions_are_listed_for_the_creator(alice, ready_link):
     )
     data = api_as(alice).get(f"/api/v1/share-links/{ready_link.link.pk}/opinions/").json()
     assert [(o["conclusion"], o["filing_status"]) for o in data] == [("Normal", "pending")]
+
+
+def test_a_creator_who_has_left_the_trust_no_longer_sees_or_manages_the_link(alice, ready_link):
+    link = ready_link.link
+    SecondOpinion.objects.create(
+        link=link, text="No PE.", conclusion="Normal", consultant_name="Dr O", registration_number="GMC1"
+    )
+    alice.memberships.filter(trust=link.trust).delete()
+
+    api = api_as(alice)
+    assert api.get("/api/v1/share-links/").json()["count"] == 0
+    assert api.get(f"/api/v1/share-links/{link.pk}/opinions/").status_code == 404
+    assert api.post(f"/api/v1/share-links/{link.pk}/revoke/").status_code == 404
+    assert signed_in(alice).get(f"/share-links/{link.pk}/").status_code == 404
+    link.refresh_from_db()
+    assert link.revoked_at is None
 
 
 def test_a_trust_without_a_retrieving_gateway_gets_a_clear_error(alice, django_capture_on_commit_callbacks):

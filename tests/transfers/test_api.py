@@ -204,6 +204,17 @@ def test_retry_resends_only_what_did_not_arrive(transfer, amir, enqueued, django
     assert enqueued == [(transfer.pk, "urgent")]
 
 
+@pytest.mark.parametrize("withdrawn", [{"active": False}, {"a_to_b": False}])
+def test_no_retry_once_the_agreement_no_longer_allows_it(transfer, agreement, amir, enqueued, withdrawn):
+    Transfer.objects.filter(pk=transfer.pk).update(status=Status.FAILED)
+    SharingAgreement.objects.filter(pk=agreement.pk).update(**withdrawn)
+
+    response = api_as(amir).post(f"{URL}{transfer.pk}/retry/")
+
+    assert response.status_code == 400 and "No active sharing agreement" in str(response.json())
+    assert Transfer.objects.get(pk=transfer.pk).status == Status.FAILED and enqueued == []
+
+
 def test_a_running_transfer_cannot_be_retried(transfer, alice):
     assert api_as(alice).post(f"{URL}{transfer.pk}/retry/").status_code == 400
 
