@@ -20,7 +20,7 @@ from pydicom.filewriter import write_file_meta_info
 from pynetdicom import evt
 
 from .config import validate_ae_title
-from .dedupe import ReceivedIndex
+from .dedupe import ReceivedIndex, Seen
 from .errors import ConfigurationError, InvalidInstance
 from .moves import MoveJob
 from .quarantine import QuarantineRecord, quarantine_file
@@ -193,23 +193,30 @@ class Intake:
             return self._quarantine(temp, bad.reason, bad.status, context)
         context["transfer_syntax_uid"] = info.transfer_syntax_uid
         route = self.route(info, peer)
+        final = route.folder / file_name_for(info.sop_instance_uid)
         with self._lock:
-            seen = self.index.lookup(info.sop_instance_uid)
+            if route.job is not None:
+                # A C-MOVE job's arrival lands in the job's own folder, which its worker empties: repeats
+                # and conflicts are judged within the job. The same UID may well come again in a later
+                # job, after a trust reconciled its copy (new patient ID, same UIDs).
+                seen = self._held_by_job(final)
+            else:
+                seen = self.index.lookup(info.sop_instance_uid)
+                if seen is not None and not Path(seen.path).exists():
+                    seen = None  # the copy we kept has gone (moved on, cleared): keep this one instead
             if seen is not None and seen.sha256 != sha256:
                 reason = (
                     f"different content under SOP Instance UID {info.sop_instance_uid}, which was already "
                     f"received at {seen.received_at}"
                 )
                 return self._quarantine(temp, reason, DUPLICATE_CONFLICT, context)
-            final = route.folder / file_name_for(info.sop_instance_uid)
-            if seen is not None and (route.job is None or final.exists()):
+            if seen is not None:
                 temp.unlink(missing_ok=True)  # identical bytes already held: a retry, keep one copy
-                final = Path(seen.path) if route.job is None else final
+                final = Path(seen.path)
                 file_sha256 = ""  # the kept copy's meta may differ from the temp file we hashed
             else:
-                # First time, or a new C-MOVE job asking for an instance we hold already.
                 commit(temp, final, sync=self.durable)
-                if seen is None:
+                if route.job is None:
                     self.index.record(info.sop_instance_uid, sha256, size, final)
         arrival = Arrival(
             path=final,
@@ -236,6 +243,16 @@ class Intake:
                 log.exception("on_arrival hook failed for %s", info.sop_instance_uid)
                 return OUT_OF_RESOURCES
         return SUCCESS
+
+    @staticmethod
+    def _held_by_job(final: Path) -> Seen | None:
+        """The instance a job already holds at `final`, as the index would describe it."""
+        try:
+            digest = dataset_sha256(final)
+            received = datetime.fromtimestamp(final.stat().st_mtime, UTC).isoformat()
+        except FileNotFoundError:
+            return None
+        return Seen(digest, str(final), received)
 
     def _quarantine(self, temp: Path, reason: str, status: int, context: dict[str, Any]) -> int:
         record = quarantine_file(temp, self.quarantine_dir, reason=reason, status=status, **context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,9 +12,11 @@ from pydicom import dcmread
 from pydicom.filereader import read_file_meta_info
 
 from exchange.dicom import GatewayConfig, StorageReceiver, StoreResult, client_for
+from exchange.dicom.moves import MoveJob
 from exchange.dicom.spool import dataset_sha256
 from exchange.dicom.synthetic import make_study
 from exchange.dicom.validate import CANNOT_UNDERSTAND, DATASET_MISMATCH, DUPLICATE_CONFLICT, SOP_CLASS_NOT_SUPPORTED
+from reconciliation.rewrite import Rewrite, rewrite_file
 
 from . import badfiles
 from .conftest import PORTAL_AE, Recorder
@@ -139,3 +142,62 @@ def test_only_listed_callers_may_send(tmp_path: Path, ct: Path) -> None:
     rx = StorageReceiver("GATED", free_port(), tmp_path, bind_address="127.0.0.1", allowed_calling_aes=["RXHPACS"])
     with rx, pytest.raises(AssociationRejected, match="calling AE title not recognised"):
         send(rx, ct)
+
+
+def _move_job(rx: StorageReceiver, folder: Path, path: Path) -> MoveJob:
+    """What a worker's C-MOVE registers with the receiver: arrivals of this study land in `folder`."""
+    return rx.registry.register(MoveJob(spool_dir=folder, study_instance_uid=str(dcmread(path).StudyInstanceUID)))
+
+
+def test_a_push_of_an_instance_an_earlier_move_job_took_in_is_kept(
+    receiver: StorageReceiver, recorder: Recorder, tmp_path: Path
+) -> None:
+    """The job's folder is emptied by its worker; Success for a later push must mean a copy is held."""
+    (path,) = make_study(tmp_path / "study", n_instances=1, rows=32, columns=32)
+    job = _move_job(receiver, tmp_path / "job", path)
+    assert send(receiver, path)[0].ok
+    receiver.registry.remove(job)
+    shutil.rmtree(tmp_path / "job")  # moved on and sent by the worker
+
+    assert send(receiver, path)[0].ok
+
+    pushed = recorder.arrivals_for(path.stem)[-1]
+    assert pushed.path.exists() and pushed.path.is_relative_to(receiver.incoming_dir) and not pushed.duplicate
+    assert dataset_sha256(pushed.path) == dataset_sha256(path)
+
+
+def test_a_later_move_job_takes_an_instance_again_after_a_trust_reconciled_it(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    """Reconciliation gives the patient the receiving trust's ID and keeps the UIDs: moving that copy on
+    later is not a conflict with the original the receiver once saw."""
+    (path,) = make_study(tmp_path / "study", n_instances=1, rows=32, columns=32)
+    first = _move_job(receiver, tmp_path / "first", path)
+    assert send(receiver, path)[0].ok
+    receiver.registry.remove(first)
+    reconciled = tmp_path / "reconciled.dcm"
+    shutil.copy(path, reconciled)
+    rewrite_file(reconciled, Rewrite(patient_id="RBB0001", issuer="RBB_MRN"))
+    second = _move_job(receiver, tmp_path / "second", path)
+    try:
+        assert send(receiver, reconciled)[0].ok
+    finally:
+        receiver.registry.remove(second)
+    (landed,) = (tmp_path / "second").rglob("*.dcm")
+    assert dcmread(landed).PatientID == "RBB0001"
+
+
+def test_within_one_move_job_a_repeat_is_kept_once_and_other_content_is_quarantined(
+    receiver: StorageReceiver, tmp_path: Path
+) -> None:
+    (path,) = make_study(tmp_path / "study", n_instances=1, rows=32, columns=32)
+    changed = badfiles.changed_body(path, tmp_path / "changed.dcm")
+    job = _move_job(receiver, tmp_path / "job", path)
+    try:
+        assert send(receiver, path)[0].ok and send(receiver, path)[0].ok
+        (result,) = send(receiver, changed)
+    finally:
+        receiver.registry.remove(job)
+    assert not result.ok and result.status == DUPLICATE_CONFLICT
+    (kept,) = (tmp_path / "job").rglob("*.dcm")
+    assert dataset_sha256(kept) == dataset_sha256(path)
