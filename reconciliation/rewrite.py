@@ -73,7 +73,9 @@ def apply(ds: Dataset, rewrite: Rewrite) -> None:
             ds.AccessionNumber = rewrite.prefix + accession
     if rewrite.prefix and rewrite.prefix_description:
         description = text(ds, "StudyDescription")
-        if not description.startswith(f"{rewrite.prefix} "):
+        # Once only, like the accession number: held files are rewritten again when their forward is retried,
+        # and an instance already stored must not go out a second time with other content.
+        if description != rewrite.prefix and not description.startswith(f"{rewrite.prefix} "):
             ds.StudyDescription = f"{rewrite.prefix} {description}".strip()[:DESCRIPTION_MAX]
 
 

@@ -72,6 +72,17 @@ def test_rewriting_again_does_not_prefix_or_add_ids_twice(sample):
     assert len(ds.OtherPatientIDsSequence) == 2
 
 
+def test_a_study_without_a_description_is_prefixed_once_however_often_it_is_rewritten(tmp_path):
+    path = make_study(tmp_path, modality="CR", n_instances=1, rows=8, columns=8, seed=7)[0]
+    ds = dcmread(path)
+    ds.StudyDescription = ""
+    ds.save_as(path)
+    change = Rewrite(prefix="RAA", prefix_description=True)
+    rewrite_file(path, change)
+    rewrite_file(path, change)
+    assert dcmread(path).StudyDescription == "RAA"
+
+
 def test_an_accession_number_too_long_to_prefix_is_kept_as_sent_not_cut(tmp_path):
     path = make_study(
         tmp_path, modality="CR", n_instances=1, accession_number="ABCDEFGHIJKLMN", rows=8, columns=8, seed=6
