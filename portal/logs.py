@@ -12,8 +12,9 @@ import re
 import structlog
 
 # A share link's token is a credential: /s/<token> is logged as /s/[token] (sharing/urls.py; the token is
-# 43 URL-safe characters, never containing the dot or slash of the viewer's own /s/... paths).
-_SHARE_TOKEN = re.compile(r"/s/[A-Za-z0-9_-]{20,}(?=$|[/?#\s\"'])")
+# 43 URL-safe characters). Whatever follows it (a dot or bracket pasted from an email) does not matter:
+# none of the viewer's own /s/... paths begins with 20 such characters.
+_SHARE_TOKEN = re.compile(r"/s/[A-Za-z0-9_-]{20,}")
 
 
 def redact_share_tokens(_logger: object, _name: str, event_dict: dict) -> dict:

@@ -217,7 +217,9 @@ def test_the_log_processor_redacts_a_token_in_any_string():
 
     line = redact_share_tokens(None, "", {"event": "Gone: /s/" + "a" * 43, "path": "/s/" + "b" * 43 + "?x=1"})
     assert line == {"event": "Gone: /s/[token]", "path": "/s/[token]?x=1"}
-    untouched = {"path": "/s/image/1.2.3/0.png", "other": "/s/manifest.json"}
+    for pasted in (".", ")", "\u200b", ">", ","):  # what an email client leaves stuck to a link
+        assert redact_share_tokens(None, "", {"path": "/s/" + "c" * 43 + pasted}) == {"path": "/s/[token]" + pasted}
+    untouched = {"path": "/s/image/1.2.3/0.png", "other": "/s/manifest.json", "more": "/s/download.zip"}
     assert redact_share_tokens(None, "", dict(untouched)) == untouched
 
 
