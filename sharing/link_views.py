@@ -206,6 +206,7 @@ def thumb(request: HttpRequest, sop: str) -> HttpResponse:
         data = rendering.thumbnail(path)
     except ValueError as exc:
         raise Denied(400, "Bad request", str(exc)) from None
+    access.note_series_viewed(request, session, path)  # a thumbnail shows the series as well
     return HttpResponse(data, content_type="image/png")
 
 

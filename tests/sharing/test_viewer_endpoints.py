@@ -66,6 +66,14 @@ def test_scrolling_a_series_is_one_audit_event_per_series_per_session(consultant
     assert events.get().detail["series_uid"] and events.get().study_uids == [ready_link.link.study_instance_uids[0]]
 
 
+def test_a_series_seen_only_as_a_thumbnail_is_on_the_audit_trail(consultant, ready_link, ct_files):
+    events = AuditEvent.objects.filter(actor_ref=f"share_link:{ready_link.link.pk}", event_id="110103", action="R")
+    assert consultant.get(f"/s/thumb/{ct_files[0].stem}.png").status_code == 200
+    assert events.count() == 1 and events.get().detail["series_uid"]
+    assert consultant.get(f"/s/image/{ct_files[1].stem}/0.png").status_code == 200  # same series: no more
+    assert events.count() == 1
+
+
 def test_download_needs_permission(consultant):
     response = consultant.get("/s/download.zip")
     assert response.status_code == 403 and b"did not allow" in response.content
