@@ -226,14 +226,20 @@ def opinion_submit(
             errors[field] = f"At most {limit} characters."
     if errors:
         raise ValidationError(errors)
-    opinion = SecondOpinion.objects.create(
-        link=link,
-        text=text.strip(),
-        conclusion=conclusion.strip(),
-        urgent=bool(urgent),
-        consultant_name=consultant_name.strip(),
-        registration_number=registration_number.strip(),
-    )
+    fields = {
+        "text": text.strip(),
+        "conclusion": conclusion.strip(),
+        "urgent": bool(urgent),
+        "consultant_name": consultant_name.strip(),
+        "registration_number": registration_number.strip(),
+    }
+    # The same opinion again (the thank-you page refreshed, the button pressed twice) is the one already
+    # sent: not a second report, email and SR in the trust's PACS. The link's row lock orders the two.
+    ShareLink.objects.select_for_update().filter(pk=link.pk).first()
+    sent = SecondOpinion.objects.filter(link=link, **fields).first()
+    if sent is not None:
+        return sent
+    opinion = SecondOpinion.objects.create(link=link, **fields)
     opinion.sr_uids = _write_sr_documents(link, opinion)
     opinion.save(update_fields=["sr_uids"])
     catalogue.SECOND_OPINION.record(

@@ -132,6 +132,22 @@ def test_an_opinion_is_recorded_emailed_and_written_as_an_sr_of_the_same_study(
     assert OPINION["conclusion"].encode() in page.content
 
 
+def test_the_same_opinion_sent_twice_is_recorded_filed_and_emailed_once(
+    consultant, ready_link, django_capture_on_commit_callbacks
+):
+    """The thank-you page refreshed, or the button pressed twice: one report, not two."""
+    mail.outbox.clear()
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post(consultant, "/s/opinion/", OPINION).status_code == 200
+    assert SecondOpinion.objects.filter(link=ready_link.link).count() == 1
+    assert len(mail.outbox) == 1 and AuditEvent.objects.filter(event_type="IEP141").count() == 1
+
+    with django_capture_on_commit_callbacks(execute=True):  # an addendum is a new opinion
+        post(consultant, "/s/opinion/", {**OPINION, "text": "Addendum: also a small effusion."})
+    assert SecondOpinion.objects.filter(link=ready_link.link).count() == 2
+
+
 def test_an_incomplete_opinion_is_refused_and_nothing_is_recorded(consultant):
     response = post(consultant, "/s/opinion/", {**OPINION, "registration_number": ""})
     assert response.status_code == 400 and not SecondOpinion.objects.exists()
