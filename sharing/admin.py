@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from accounts import permissions as perms
 from audit.admin import AuditedAdminMixin
 
 from .models import SecondOpinion, ShareLink
@@ -12,6 +13,10 @@ class ShareLinkAdmin(AuditedAdminMixin, admin.ModelAdmin):
     # Read-only: links are made and revoked through the service, which audits them.
     exclude = ["token_hash", "code_hash"]
 
+    def get_queryset(self, request):
+        # As everywhere else: no regional-administrator bypass to who was sent which patient's images.
+        return perms.visible_share_links(request.user, super().get_queryset(request))
+
     def has_add_permission(self, request) -> bool:
         return False
 
@@ -23,6 +28,10 @@ class ShareLinkAdmin(AuditedAdminMixin, admin.ModelAdmin):
 class SecondOpinionAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["pk", "link", "consultant_name", "urgent", "filing_status", "created_at"]
     list_filter = ["filing_status", "urgent"]
+
+    def get_queryset(self, request):
+        links = perms.visible_share_links(request.user, ShareLink.objects.all())
+        return super().get_queryset(request).filter(link__in=links)
 
     def has_add_permission(self, request) -> bool:
         return False

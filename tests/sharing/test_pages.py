@@ -56,3 +56,17 @@ def test_the_list_shows_links_to_creator_and_imaging_manager_only(ready_link, al
     for user, expected in ((alice, True), (amir, True), (bob, False)):
         content = signed_in(user).get("/share-links/").content
         assert (f'href="/share-links/{ready_link.link.pk}/"'.encode() in content) is expected
+
+
+def test_the_admin_shows_a_regional_administrator_no_links_nor_opinions_they_could_not_see_elsewhere(
+    ready_link, rita, alice
+):
+    from sharing.models import SecondOpinion
+
+    opinion = SecondOpinion.objects.create(
+        link=ready_link.link, text="No PE.", conclusion="Normal", consultant_name="Dr O", registration_number="GMC1"
+    )
+    admin = signed_in(rita)
+    assert ready_link.link.recipient_email not in admin.get("/admin/sharing/sharelink/").content.decode()
+    assert admin.get(f"/admin/sharing/sharelink/{ready_link.link.pk}/change/").status_code == 302  # "not found"
+    assert admin.get(f"/admin/sharing/secondopinion/{opinion.pk}/change/").status_code == 302
