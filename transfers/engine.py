@@ -378,6 +378,7 @@ def _move_study(
         while True:
             stores.wait_for_room()
             batch, done = pipe.take(BATCH_SIZE, timeout=heartbeat_interval())
+            batch = _only_of_study(transfer, clients.source, study_uid, batch)
             beat()
             if planner is not None:
                 planner.record_if_ready()
@@ -395,6 +396,25 @@ def _move_study(
         stores.close()
         pipe.stop()
     _fail_damaged(transfer, pipe.summary)
+
+
+def _only_of_study(
+    transfer: Transfer, source: GatewayClient, study_uid: str, batch: list[RetrievedInstance]
+) -> list[RetrievedInstance]:
+    """What the source sent of the study asked for. Anything else (a PACS whose index and files disagree)
+    is another patient's, perhaps: never passed on, and the transfer says so."""
+    strays = [item for item in batch if item.study_instance_uid != study_uid]
+    if not strays:
+        return batch
+    _discard(strays)
+    for other in sorted({item.study_instance_uid for item in strays}):
+        _add_error(
+            transfer,
+            study_uid=study_uid,
+            error=f"{source.config.name} answered with instances of another study ({other or 'no Study UID'}); "
+            "they were not passed on.",
+        )
+    return [item for item in batch if item.study_instance_uid == study_uid]
 
 
 def _fail_damaged(transfer: Transfer, summary: Any) -> None:

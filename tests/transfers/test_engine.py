@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import shutil
 import threading
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from audit.models import AuditEvent
 from directory.models import SharingAgreement
 from exchange.dicom import GatewayError, StoreResult
 from exchange.dicom.dimse import DimseClient
-from exchange.dicom.retrieval import Retrieval
+from exchange.dicom.retrieval import Retrieval, describe
+from exchange.dicom.synthetic import make_study
 from tests.helpers import api_as
 from transfers import engine, services
 from transfers.models import InstanceState, Status, Transfer
@@ -318,3 +320,34 @@ def test_a_pass_cut_short_before_the_source_was_listed_loses_nothing_on_resume(
 
     assert sorted(sop_uids_held(pacs_pair[1], ct_study.uid)) == sorted(ct_study.sop_uids)
     assert transfer.instances.filter(state=InstanceState.STORED).count() == len(ct_study.paths)
+
+
+def test_instances_of_another_study_the_source_answers_with_are_not_passed_on(
+    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b, tmp_path
+):
+    """A PACS whose index and files disagree can answer a study's retrieve with another patient's images."""
+    (stray,) = make_study(tmp_path / "stray", modality="CT", n_instances=1, rows=32, columns=32, seed=72)
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    clients = engine.clients_for(transfer)
+    real_retrieve = clients.source.retrieve
+
+    def retrieve_and_more(study_uid, *args, spool_dir, **kwargs):
+        def instances(summary):
+            with real_retrieve(study_uid, *args, spool_dir=spool_dir, **kwargs) as retrieval:
+                yield from retrieval
+            landed = Path(spool_dir) / stray.name
+            shutil.copy(stray, landed)
+            yield describe(landed)
+            summary.status = 0
+
+        return Retrieval(instances)
+
+    clients.source.retrieve = retrieve_and_more
+
+    assert engine.run(transfer.pk, owner="test", clients=clients) == Status.COMPLETED_WITH_ERRORS
+
+    transfer.refresh_from_db()
+    assert "answered with instances of another study" in transfer.errors[0]["error"]
+    assert not sop_uids_held(pacs_pair[1], dcmread(stray).StudyInstanceUID)
+    assert sorted(sop_uids_held(pacs_pair[1], ct_study.uid)) == sorted(ct_study.sop_uids)
+    assert set(transfer.instances.values_list("sop_instance_uid", flat=True)) == ct_study.sop_uids
