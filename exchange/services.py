@@ -217,12 +217,19 @@ def _ae(value: str) -> str:
     return (value or "")[:16]
 
 
-def _sender_trust(calling_ae: str) -> Trust | None:
-    """The trust whose gateway calls with this AE title, so its imaging managers see what it sent."""
+def _sender_trust(calling_ae: str, peer_address: str = "") -> Trust | None:
+    """The trust whose gateway calls with this AE title, so its imaging managers see what it sent.
+
+    AE titles are unique only with host and port, and a trust may register any title: when gateways of
+    several trusts share it, the one at the caller's address decides, and if none does, nobody's."""
     if not calling_ae:
         return None
-    gateway = Gateway.objects.filter(ae_title=calling_ae.strip()).select_related("trust").first()
-    return gateway.trust if gateway else None
+    gateways = list(Gateway.objects.filter(ae_title=calling_ae.strip()).select_related("trust"))
+    if len({g.trust_id for g in gateways}) > 1:
+        host = peer_address.rsplit(":", 1)[0].strip("[]")
+        gateways = [g for g in gateways if host and g.host == host]
+    trusts = {g.trust_id: g.trust for g in gateways}
+    return next(iter(trusts.values())) if len(trusts) == 1 else None
 
 
 def received_instance_record(arrival: Arrival) -> ReceivedInstance:
@@ -238,7 +245,7 @@ def received_instance_record(arrival: Arrival) -> ReceivedInstance:
         calling_ae=_ae(arrival.peer.calling_ae),
         called_ae=_ae(arrival.peer.called_ae),
         peer_address=arrival.peer.address[:100],
-        sender_trust=_sender_trust(arrival.peer.calling_ae),
+        sender_trust=_sender_trust(arrival.peer.calling_ae, arrival.peer.address),
         path=str(arrival.path),
         job_id=arrival.job_id or "",
         job_label=arrival.job_label[:200],
@@ -260,7 +267,7 @@ def quarantined_instance_record(record: QuarantineRecord, *, actor: Actor = SYST
         calling_ae=_ae(record.calling_ae),
         called_ae=_ae(record.called_ae),
         peer_address=record.peer[:100],
-        sender_trust=_sender_trust(record.calling_ae),
+        sender_trust=_sender_trust(record.calling_ae, record.peer),
         sop_instance_uid=record.sop_instance_uid[:64],
         sop_class_uid=record.sop_class_uid[:64],
         size=record.size,

@@ -139,3 +139,39 @@ def test_imaging_managers_see_what_their_gateways_sent_and_nobody_else_does(
     assert row.reason in signed_in(rita).get("/receiver/").content.decode()
     assert row.reason not in signed_in(bea).get("/receiver/").content.decode()
     assert signed_in(alice).get("/receiver/").status_code == 403
+
+
+def _arrival_from(calling_ae: str, address: str, study_uid: str):
+    from django.utils import timezone
+
+    from exchange.dicom.intake import Arrival, Peer
+
+    return Arrival(
+        path=Path("/nonexistent/x.dcm"),
+        sop_instance_uid=generate_uid(),
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+        study_instance_uid=study_uid,
+        series_instance_uid=generate_uid(),
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        size=10,
+        sha256="0" * 64,
+        peer=Peer(calling_ae=calling_ae, called_ae=RECEIVER_AE, address=address),
+        received_at=timezone.now(),
+    )
+
+
+def test_a_trust_cannot_claim_another_trusts_arrivals_by_registering_its_ae_title(
+    db, trust_a, trust_b, amir, bea
+) -> None:
+    from exchange.services import received_instance_record
+    from tests.helpers import signed_in
+
+    Gateway.objects.create(trust=trust_b, name="Main PACS", ae_title="BETA_PACS", host="10.2.0.5", port=104)
+    Gateway.objects.create(trust=trust_a, name="Copy", ae_title="BETA_PACS", host="10.1.0.9", port=104)
+
+    from_b = received_instance_record(_arrival_from("BETA_PACS", "10.2.0.5:51234", generate_uid()))
+    from_nowhere = received_instance_record(_arrival_from("BETA_PACS", "10.9.9.9:40000", generate_uid()))
+
+    assert from_b.sender_trust == trust_b and from_nowhere.sender_trust is None
+    assert from_b.study_instance_uid not in signed_in(amir).get("/receiver/").content.decode()
+    assert from_b.study_instance_uid in signed_in(bea).get("/receiver/").content.decode()
