@@ -7,6 +7,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from accounts import views as accounts_views
 from accounts.apis import MembershipViewSet, MeView, UserViewSet
 from audit.apis import AuditAlertViewSet, AuditEventViewSet
 from directory.apis import AgreementViewSet, GatewayViewSet, TrustViewSet
@@ -49,6 +50,8 @@ urlpatterns = [
     path("", include("pulls.urls")),
     path("", include("reconciliation.urls")),
     path("", include("sharing.urls")),
+    # Ahead of allauth's own: removing the last security key must be refused as the TOTP form refuses it.
+    path("accounts/2fa/webauthn/keys/<int:pk>/remove/", accounts_views.remove_webauthn),
     path("accounts/", include("allauth.urls")),
     path("audit/", include("audit.urls")),
     path("admin/", admin.site.urls),

@@ -112,6 +112,27 @@ def test_the_last_second_factor_cannot_be_removed(alice):
     assert MFAAdapter().can_delete_authenticator(totp) is False
 
 
+def test_the_last_security_key_cannot_be_removed_but_one_of_two_factors_can(alice, trust_a):
+    from allauth.mfa.models import Authenticator
+
+    from accounts.roles import Role
+    from tests.helpers import grant, make_user
+
+    kay = grant(make_user("kay@a.example", mfa=False), trust_a, Role.CLINICIAN)
+    key = Authenticator.objects.create(user=kay, type="webauthn", data={"name": "YubiKey", "credential": {}})
+    client = signed_in(kay)
+    client.post("/accounts/reauthenticate/", {"password": PASSWORD})
+
+    refused = client.post(f"/accounts/2fa/webauthn/keys/{key.pk}/remove/", follow=True)
+
+    assert Authenticator.objects.filter(pk=key.pk).exists()
+    assert "only second factor" in refused.content.decode()
+
+    spare = Authenticator.objects.create(user=kay, type="webauthn", data={"name": "Spare", "credential": {}})
+    client.post(f"/accounts/2fa/webauthn/keys/{spare.pk}/remove/")
+    assert not Authenticator.objects.filter(pk=spare.pk).exists()
+
+
 def test_a_session_ends_after_the_absolute_timeout_however_active(alice, settings):
     client = signed_in(alice)
     session = client.session
