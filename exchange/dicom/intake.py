@@ -249,7 +249,9 @@ class Intake:
         """The instance a job already holds at `final`, as the index would describe it."""
         try:
             digest = dataset_sha256(final)
-            received = datetime.fromtimestamp(final.stat().st_mtime, UTC).isoformat()
+            received = (
+                datetime.fromtimestamp(final.stat().st_mtime, UTC).isoformat().replace("+00:00", "Z")
+            )  # as the index
         except FileNotFoundError:
             return None
         return Seen(digest, str(final), received)
