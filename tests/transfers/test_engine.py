@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import shutil
 import threading
 from pathlib import Path
@@ -12,10 +13,12 @@ from pydicom import dcmread
 
 from audit.models import AuditEvent
 from directory.models import SharingAgreement
-from exchange.dicom import GatewayError, StoreResult
+from exchange.dicom import GatewayError, StoreResult, dicomweb
 from exchange.dicom.dimse import DimseClient
 from exchange.dicom.retrieval import Retrieval, describe
+from exchange.dicom.spool import TEMP_PREFIX
 from exchange.dicom.synthetic import make_study
+from exchange.models import QuarantinedInstance
 from tests.helpers import api_as
 from transfers import engine, services
 from transfers.models import InstanceState, Status, Transfer
@@ -214,12 +217,16 @@ def test_an_instance_the_destination_acknowledged_but_does_not_list_is_not_repor
     clients = engine.clients_for(transfer)
     real_store = clients.destination.store
     lost: list[str] = []
+    once = threading.Lock()  # batches go out on several store streams at once
 
     def store_losing_one(paths):
         paths = list(paths)
-        if lost:
+        with once:
+            first = not lost
+            if first:
+                lost.append(dcmread(paths[0], stop_before_pixels=True).SOPInstanceUID)
+        if not first:
             return real_store(paths)
-        lost.append(dcmread(paths[0], stop_before_pixels=True).SOPInstanceUID)
         return [StoreResult(paths[0], lost[0], True, status=0), *real_store(paths[1:])]
 
     clients.destination.store = store_losing_one
@@ -351,3 +358,71 @@ def test_instances_of_another_study_the_source_answers_with_are_not_passed_on(
     assert not sop_uids_held(pacs_pair[1], dcmread(stray).StudyInstanceUID)
     assert sorted(sop_uids_held(pacs_pair[1], ct_study.uid)) == sorted(ct_study.sop_uids)
     assert set(transfer.instances.values_list("sop_instance_uid", flat=True)) == ct_study.sop_uids
+
+
+@pytest.fixture
+def wado_or_cget(pacs_pair, trust_a, trust_b, settings, tmp_path, request):
+    """Orthanc A as a source retrieved from by request.param, Orthanc B as the destination."""
+    settings.SPOOL_DIR = tmp_path / "spool"
+    SharingAgreement.objects.create(trust_a=trust_a, trust_b=trust_b)
+    a, b = pacs_pair
+    orthanc_gateway(trust_a, a, retrieve_method=request.param, dicomweb_url=a.dicomweb_url)
+    orthanc_gateway(trust_b, b)
+    return a, b
+
+
+@pytest.mark.parametrize("wado_or_cget", ["c-get", "wado-rs"], indirect=True)
+def test_a_damaged_instance_fails_in_the_first_pass_with_its_reason_and_is_kept_for_the_managers(
+    wado_or_cget, damaged_study, alice, trust_a, trust_b
+):
+    _, b = wado_or_cget
+    study, bad_uid = damaged_study
+    b.delete_study(study.uid)
+    transfer = push(alice, trust_a, trust_b, study.uid)
+
+    # One pass: a damaged copy is not worth asking the source for again (no "not delivered yet" retries).
+    assert engine.run(transfer.pk, owner="test") == Status.COMPLETED_WITH_ERRORS
+
+    bad = transfer.instances.get(sop_instance_uid=bad_uid)
+    assert bad.state == InstanceState.FAILED and "truncated" in bad.last_error, bad.last_error
+    assert sorted(sop_uids_held(b, study.uid)) == sorted(study.sop_uids)
+    kept = QuarantinedInstance.objects.get(sop_instance_uid=bad_uid)
+    assert kept.sender_trust == trust_a and "truncated" in kept.reason
+    assert dcmread(kept.path, stop_before_pixels=True).SOPInstanceUID == bad_uid  # the bytes, for inspection
+    assert AuditEvent.objects.filter(event_id="110107", detail__sop_instance_uid=bad_uid).exists()
+
+
+@pytest.mark.parametrize("wado_or_cget", ["wado-rs"], indirect=True)
+def test_a_second_different_copy_of_an_instance_in_one_retrieval_is_reported_and_kept(
+    wado_or_cget, ct_study, alice, trust_a, trust_b, monkeypatch
+):
+    """A source whose index holds two objects under one SOP Instance UID answers with both."""
+    _, b = wado_or_cget
+    b.delete_study(ct_study.uid)
+    real_parts = dicomweb._parts_to_files
+    changed: list[str] = []
+
+    def parts_and_a_changed_copy(chunks, boundary, folder):
+        first = None
+        for temp, size, sha256 in real_parts(chunks, boundary, folder):
+            first = first or dcmread(temp)
+            yield temp, size, sha256
+        first.PatientName = "OTHER^PATIENT"
+        copy = folder / f"{TEMP_PREFIX}changed.dcm"
+        first.save_as(copy, enforce_file_format=True)
+        changed.append(str(first.SOPInstanceUID))
+        data = copy.read_bytes()
+        yield copy, len(data), hashlib.sha256(data).hexdigest()
+
+    monkeypatch.setattr(dicomweb, "_parts_to_files", parts_and_a_changed_copy)
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+
+    assert engine.run(transfer.pk, owner="test") == Status.COMPLETED_WITH_ERRORS
+
+    transfer.refresh_from_db()
+    (uid,) = changed
+    assert [e for e in transfer.errors if "second, different copy" in e["error"] and uid in e["error"]], transfer.errors
+    assert sorted(sop_uids_held(b, ct_study.uid)) == sorted(ct_study.sop_uids)  # the first copy, once
+    kept = QuarantinedInstance.objects.get(sop_instance_uid=uid)
+    assert "different content" in kept.reason and kept.sender_trust == trust_a
+    assert str(dcmread(kept.path).PatientName) == "OTHER^PATIENT"
