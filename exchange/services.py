@@ -9,8 +9,10 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,6 +23,7 @@ from directory.gateways import gateway_client
 from directory.models import Gateway, Trust
 from exchange.dicom import Arrival, EchoResult, GatewayError, QuarantineRecord, Series, Study, StudyQuery
 from exchange.dicom.identity import NHS_ISSUER
+from exchange.dicom.quarantine import move_record
 
 from .models import QuarantinedInstance, ReceivedInstance
 
@@ -254,9 +257,20 @@ def received_instance_record(arrival: Arrival) -> ReceivedInstance:
     )
 
 
+def keep_refused_retrieval(record: QuarantineRecord, gateway: Gateway, *, actor: Actor = SYSTEM) -> QuarantinedInstance:
+    """An instance a retrieve from `gateway` refused on arrival (damaged, or a second copy that differs)
+    sits in the retrieve's scratch spool, which is deleted with it: it joins the receiver's quarantine,
+    where the gateway's trust's imaging managers see it, and goes on the record as the receiver's do."""
+    kept = move_record(record, Path(settings.SPOOL_DIR) / "receiver" / "quarantine", calling_ae=gateway.ae_title)
+    return quarantined_instance_record(kept, actor=actor, sender_trust=gateway.trust)
+
+
 @transaction.atomic
-def quarantined_instance_record(record: QuarantineRecord, *, actor: Actor = SYSTEM) -> QuarantinedInstance:
-    """The receiver's on_quarantine hook: a row for imaging managers and a 110107 Import failure event."""
+def quarantined_instance_record(
+    record: QuarantineRecord, *, actor: Actor = SYSTEM, sender_trust: Trust | None = None
+) -> QuarantinedInstance:
+    """The receiver's on_quarantine hook: a row for imaging managers and a 110107 Import failure event.
+    `sender_trust`: who sent it, when the caller knows (a retrieve from a trust's gateway)."""
     try:
         received_at = datetime.fromisoformat(record.received_at.replace("Z", "+00:00"))
     except ValueError:
@@ -267,7 +281,7 @@ def quarantined_instance_record(record: QuarantineRecord, *, actor: Actor = SYST
         calling_ae=_ae(record.calling_ae),
         called_ae=_ae(record.called_ae),
         peer_address=record.peer[:100],
-        sender_trust=_sender_trust(record.calling_ae, record.peer),
+        sender_trust=sender_trust or _sender_trust(record.calling_ae, record.peer),
         sop_instance_uid=record.sop_instance_uid[:64],
         sop_class_uid=record.sop_class_uid[:64],
         size=record.size,

@@ -17,7 +17,6 @@ dies (it is sent again on resume); a PACS keys instances by SOP Instance UID, so
 from __future__ import annotations
 
 import errno
-import json
 import queue
 import shutil
 import threading
@@ -26,7 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,9 +41,11 @@ from audit.codes import Outcome
 from audit.context import system_actor
 from directory.gateways import gateway_client
 from directory.models import Gateway
+from exchange import services as exchange_services
 from exchange.dicom import GatewayClient, GatewayError, Instance, RetrievedInstance, StoreResult, Study, StudyQuery
 from exchange.dicom.spool import sha256_of
 from exchange.dicom.validate import is_uid
+from exchange.models import QuarantinedInstance
 from reconciliation import services as reconciliation
 
 from . import notifications, slots
@@ -72,6 +73,11 @@ class NoSlot(Exception):
 
 class Stopped(Exception):
     """The transfer was cancelled, or our lease passed to another worker."""
+
+
+class _StoppedAtRefusal(Exception):
+    """The source ended a retrieve with a failure after we refused an instance it sent (Orthanc stops a
+    C-MOVE at the first refused sub-operation): that instance is failed; ask again for the rest."""
 
 
 class TransientTransferError(GatewayError):
@@ -223,7 +229,12 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
         )  # released with the transfer's own slots by run()
         for study_uid in transfer.study_instance_uids:
             try:
-                _move_study(transfer, owner, clients, study_uid, folder, streams, verifier, planner)
+                while True:
+                    try:
+                        _move_study(transfer, owner, clients, study_uid, folder, streams, verifier, planner)
+                        break
+                    except _StoppedAtRefusal:
+                        continue  # each time one more instance is failed: this ends
             except OSError as exc:  # the worker's own disk, not a gateway: the next pass may find room
                 if exc.filename is None and exc.errno not in _DISK_ERRORS:
                     raise  # a socket's error (requests' are OSErrors too): not the spool's
@@ -369,6 +380,7 @@ def _move_study(
         return
     # Ask for the whole study when nothing of it has moved yet (one request); else only what is left.
     sop_uids = None if len(todo) == len(states) else todo
+    since = timezone.now() - timedelta(seconds=60)  # C-MOVE refusals are dated by the receiver's clock
     retrieval = clients.source.retrieve(study_uid, sop_uids=sop_uids, spool_dir=folder / "in", label=str(transfer.pk))
     pipe = _Pipe(retrieval)
     pipe.start()
@@ -388,14 +400,16 @@ def _move_study(
             if done:
                 break
         stores.finish()
-    except GatewayError:
+    except GatewayError as exc:
         if planner is not None and planner.holds_nothing_of(study_uid):
             return  # the study is not at the source: the plan's error says so, better than the retrieval's
+        if _record_refused(transfer, study_uid, retrieval.summary, since):
+            raise _StoppedAtRefusal from exc
         raise
     finally:
         stores.close()
         pipe.stop()
-    _fail_damaged(transfer, pipe.summary)
+    _record_refused(transfer, study_uid, retrieval.summary, since)
 
 
 def _only_of_study(
@@ -417,29 +431,53 @@ def _only_of_study(
     return [item for item in batch if item.study_instance_uid == study_uid]
 
 
-def _fail_damaged(transfer: Transfer, summary: Any) -> None:
+def _record_refused(transfer: Transfer, study_uid: str, summary: Any, since: datetime) -> int:
     """Instances our receiving side refused (truncated, unparseable, inconsistent: exchange.dicom.validate)
     are failed now with the validator's reason: the source's copy is damaged, so another pass would not
-    help, and a damaged image is never passed on to the destination or reported as sent."""
+    help, and a damaged image is never passed on to the destination or reported as sent. A refused
+    second copy that differs from one already passed on (a source with two objects under one UID) cannot
+    fail that instance: the transfer's errors say so. The refused bytes join the receiver's quarantine
+    (C-MOVE arrivals are already there, kept by the receiver since `since`). Returns how many instances
+    it failed."""
+    source = transfer.source_gateway
     reasons: dict[str, str] = {}
-    for path in getattr(summary, "quarantined", None) or ():
+    for record in getattr(summary, "quarantined", None) or ():
         try:
-            record = json.loads(Path(path).with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            continue
-        if record.get("sop_instance_uid"):
-            reasons[record["sop_instance_uid"]] = f"damaged at the source, not sent: {record.get('reason', '')}"
-    if not reasons:
-        return
-    with transaction.atomic():
-        rows = list(
-            transfer.instances.select_for_update()
-            .filter(sop_instance_uid__in=reasons)
-            .exclude(state__in=(InstanceState.STORED, InstanceState.FAILED))
+            kept = exchange_services.keep_refused_retrieval(record, source, actor=ACTOR)
+        except OSError:
+            log.exception("refused_instance_not_kept", transfer_id=transfer.pk, path=str(record.path))
+            kept = record
+        reasons.setdefault(kept.sop_instance_uid, kept.reason)
+    reasons.pop("", None)  # nothing to match a ledger row by: the source did not deliver it, in the end
+    if source.retrieve_method == Gateway.RetrieveMethod.C_MOVE:
+        waiting = transfer.instances.filter(study_instance_uid=study_uid).exclude(
+            state__in=(InstanceState.STORED, InstanceState.FAILED)
         )
+        refused = QuarantinedInstance.objects.filter(
+            received_at__gte=since,
+            calling_ae=source.ae_title,
+            sop_instance_uid__in=waiting.values("sop_instance_uid"),
+        ).order_by("received_at")
+        for uid, reason in refused.values_list("sop_instance_uid", "reason"):
+            reasons.setdefault(uid, reason)
+    if not reasons:
+        return 0
+    with transaction.atomic():
+        rows = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=reasons))
         for row in rows:
-            row.state, row.last_error = InstanceState.FAILED, reasons[row.sop_instance_uid]
-        TransferInstance.objects.bulk_update(rows, ["state", "last_error", "updated_at"])
+            if row.state == InstanceState.STORED:
+                _add_error(
+                    transfer,
+                    study_uid=study_uid,
+                    error=f"{source.name} sent a second, different copy of instance {row.sop_instance_uid}: the "
+                    f"first was sent on, the second kept in quarantine ({reasons[row.sop_instance_uid]}).",
+                )
+        failed = [row for row in rows if row.state not in (InstanceState.STORED, InstanceState.FAILED)]
+        for row in failed:
+            row.state = InstanceState.FAILED
+            row.last_error = f"refused on arrival from the source, not sent: {reasons[row.sop_instance_uid]}"
+        TransferInstance.objects.bulk_update(failed, ["state", "last_error", "updated_at"])
+    return len(failed)
 
 
 class _Pipe:

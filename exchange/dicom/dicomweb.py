@@ -251,8 +251,9 @@ class DicomWebClient:
             index=MemoryIndex(),
             route=lambda info, peer: Route(spool_dir),
             on_arrival=landed.append,
-            on_quarantine=lambda record: summary.quarantined.append(record.path),
+            on_quarantine=summary.quarantined.append,
             durable=False,  # a scratch spool, as C-GET's: after a crash the caller retrieves again
+            consumed_copies_count=True,
         )
         peer = Peer(calling_ae="", called_ae="", address=self.base)
         for path in self._wado_paths(study, series, sops):
@@ -268,6 +269,8 @@ class DicomWebClient:
                     if landed:
                         summary.completed += 1
                         arrival = landed.pop()
+                        if arrival.duplicate:  # a repeat of what was already handed over
+                            continue
                         yield RetrievedInstance(
                             arrival.path,
                             arrival.sop_instance_uid,

@@ -175,7 +175,8 @@ def _cget(
         raise _Cancelled
 
     def on_arrival(arrival: Arrival) -> None:
-        put("item", _as_retrieved(arrival))
+        if not arrival.duplicate:  # a repeat of what was already handed over (and perhaps deleted)
+            put("item", _as_retrieved(arrival))
 
     intake = Intake(
         incoming_dir=spool_dir,
@@ -183,8 +184,9 @@ def _cget(
         index=MemoryIndex(),
         route=lambda info, peer: Route(spool_dir),
         on_arrival=on_arrival,
-        on_quarantine=lambda record: summary.quarantined.append(record.path),
+        on_quarantine=summary.quarantined.append,
         durable=False,  # a scratch spool: after a crash the caller retrieves again
+        consumed_copies_count=True,
     )
 
     def run() -> None:

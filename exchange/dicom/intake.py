@@ -25,7 +25,7 @@ from .errors import ConfigurationError, InvalidInstance
 from .moves import MoveJob
 from .quarantine import QuarantineRecord, quarantine_file
 from .spool import commit, dataset_sha256, file_name_for, temp_path, write_durably
-from .validate import DUPLICATE_CONFLICT, OUT_OF_RESOURCES, InstanceInfo, inspect_file
+from .validate import DUPLICATE_CONFLICT, OUT_OF_RESOURCES, InstanceInfo, inspect_file, uid_in
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,15 @@ class Intake:
         on_arrival: ArrivalHook | None = None,
         on_quarantine: QuarantineHook | None = None,
         durable: bool = True,
+        consumed_copies_count: bool = False,
     ) -> None:
         # durable=False skips the fsyncs, for a scratch spool that a crash throws away anyway (a
         # retrieval's, whose caller's ledger, not the file, says what has arrived): ~2 fsyncs per instance.
         self.durable = durable
+        # A receiver's kept copy that has gone was moved on or cleared, and a new copy takes its place; a
+        # retrieval's caller deletes each copy once passed on, so there a gone copy still counts: a later
+        # copy is a repeat or, if it differs, a conflict, never a new arrival.
+        self.consumed_copies_count = consumed_copies_count
         self.incoming_dir = incoming_dir
         self.quarantine_dir = quarantine_dir
         self.index = index
@@ -190,8 +195,11 @@ class Intake:
                 expected_sop_class_uid=expected_sop_class_uid,
             )
         except InvalidInstance as bad:
+            context["sop_instance_uid"] = context["sop_instance_uid"] or uid_in(temp)
             return self._quarantine(temp, bad.reason, bad.status, context)
         context["transfer_syntax_uid"] = info.transfer_syntax_uid
+        context["sop_instance_uid"] = context["sop_instance_uid"] or info.sop_instance_uid
+        context["sop_class_uid"] = context["sop_class_uid"] or info.sop_class_uid
         route = self.route(info, peer)
         final = route.folder / file_name_for(info.sop_instance_uid)
         with self._lock:
@@ -202,7 +210,7 @@ class Intake:
                 seen = self._held_by_job(final)
             else:
                 seen = self.index.lookup(info.sop_instance_uid)
-                if seen is not None and not Path(seen.path).exists():
+                if seen is not None and not self.consumed_copies_count and not Path(seen.path).exists():
                     seen = None  # the copy we kept has gone (moved on, cleared): keep this one instead
             if seen is not None and seen.sha256 != sha256:
                 reason = (

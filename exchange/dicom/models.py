@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .quarantine import QuarantineRecord
+
 
 @dataclass(frozen=True)
 class EchoResult:
@@ -101,7 +103,7 @@ class RetrieveSummary:
     failed: int = 0
     warning: int = 0
     failed_sop_instance_uids: list[str] = field(default_factory=list)
-    quarantined: list[Path] = field(default_factory=list)
+    quarantined: list[QuarantineRecord] = field(default_factory=list)  # refused on arrival, kept aside
     status: int | None = None
     not_delivered: int = 0  # C-MOVE: the peer sent them but they did not reach this job's spool
 

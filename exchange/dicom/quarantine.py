@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,10 +53,24 @@ def quarantine_file(temp: Path, folder: Path, *, reason: str, status: int, **con
         received_at=now.isoformat().replace("+00:00", "Z"),
         **context,  # type: ignore[arg-type]
     )
-    staged = temp_path(folder, ".json")
+    _write_sidecar(record)
+    return record
+
+
+def move_record(record: QuarantineRecord, folder: Path, **changes: object) -> QuarantineRecord:
+    """Move a quarantined instance, bytes and sidecar, into `folder` (out of a scratch spool about to be
+    deleted, say); `changes` (who sent it) go into the record and its new sidecar."""
+    final = commit(record.path, folder / record.path.name)
+    moved = replace(record, path=final, sidecar=folder / record.sidecar.name, **changes)  # type: ignore[arg-type]
+    _write_sidecar(moved)
+    record.sidecar.unlink(missing_ok=True)
+    return moved
+
+
+def _write_sidecar(record: QuarantineRecord) -> None:
+    staged = temp_path(record.sidecar.parent, ".json")
     write_durably(staged, [json.dumps(record.as_json(), indent=2).encode()])
     commit(staged, record.sidecar)
-    return record
 
 
 def read_sidecars(folder: Path) -> list[dict[str, object]]:

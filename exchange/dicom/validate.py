@@ -44,6 +44,17 @@ def is_uid(value: str) -> bool:
     return bool(value) and len(value) <= 64 and bool(_UID.match(value))
 
 
+def uid_in(path: Path | str) -> str:
+    """The SOP Instance UID a file (even a damaged one) states, or "": so that a refused instance is
+    known by its UID where the sender did not say it (WADO-RS answers carry no C-STORE request)."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        found = str(ds.get("SOPInstanceUID", "") or ds.file_meta.get("MediaStorageSOPInstanceUID", "")).strip("\0 ")
+    except Exception:  # noqa: BLE001 - damaged beyond that: the record says what it can
+        return ""
+    return found if is_uid(found) else ""
+
+
 def inspect_file(
     path: Path | str,
     *,

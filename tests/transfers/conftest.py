@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
+from pydicom import dcmread
+from pydicom.uid import generate_uid
 
 from accounts.models import User
 from accounts.roles import Role
@@ -110,3 +112,24 @@ def trust_b(trust_b: Trust) -> Trust:
     trust_b.reconcile_patient_id = trust_b.prefix_accession = trust_b.prefix_study_description = False
     trust_b.save()
     return trust_b
+
+
+def short_pixel_data(source: Path, out: Path, cut: int = 1000) -> Path:
+    """A well-formed file whose Pixel Data is `cut` bytes shorter than Rows x Columns x Bits needs (a new
+    SOP Instance UID): what a cut-short image looks like once a PACS has re-encoded it."""
+    ds = dcmread(source)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PixelData = ds.PixelData[:-cut]
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def damaged_study(tmp_path_factory: pytest.TempPathFactory, pacs_pair) -> tuple[Study, str]:
+    """Six good CT instances and a seventh, in the same study, with its Pixel Data cut short."""
+    folder = tmp_path_factory.mktemp("transfer-damaged-study")
+    paths = make_study(folder, modality="CT", n_instances=6, seed=73)
+    bad = short_pixel_data(paths[0], folder / "truncated.dcm")
+    pacs_pair[0].upload([*paths, bad])  # Orthanc accepts it: it does not decode pixels on receipt
+    return Study(paths[0].parent.name, paths), str(dcmread(bad, stop_before_pixels=True).SOPInstanceUID)

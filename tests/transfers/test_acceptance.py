@@ -9,15 +9,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from pydicom import dcmread
-from pydicom.uid import generate_uid
 
 from directory.models import SharingAgreement
-from exchange.dicom.synthetic import make_study
 from tests.dicom.orthanc import free_port
 from transfers.models import InstanceState, Transfer
 
-from .peers import Study, orthanc_gateway, sop_uids_held
+from .peers import orthanc_gateway, sop_uids_held
 from .test_worker import finished, push, wait_for
 from .worker import Worker, isolated_broker
 
@@ -57,27 +54,6 @@ def agreement(trust_a, trust_b):
 def region(agreement, pacs_pair, trust_a, trust_b):
     a, b = pacs_pair
     return orthanc_gateway(trust_a, a), orthanc_gateway(trust_b, b)
-
-
-def short_pixel_data(source: Path, out: Path, cut: int = 1000) -> Path:
-    """A well-formed file whose Pixel Data is `cut` bytes shorter than Rows x Columns x Bits needs (a new
-    SOP Instance UID): what a cut-short image looks like once a PACS has re-encoded it."""
-    ds = dcmread(source)
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.PixelData = ds.PixelData[:-cut]
-    ds.save_as(out, enforce_file_format=True)
-    return out
-
-
-@pytest.fixture(scope="session")
-def damaged_study(tmp_path_factory: pytest.TempPathFactory, pacs_pair) -> tuple[Study, str]:
-    """Six good CT instances and a seventh, in the same study, with its Pixel Data cut short."""
-    folder = tmp_path_factory.mktemp("transfer-damaged-study")
-    paths = make_study(folder, modality="CT", n_instances=6, seed=73)
-    bad = short_pixel_data(paths[0], folder / "truncated.dcm")
-    pacs_pair[0].upload([*paths, bad])  # Orthanc accepts it: it does not decode pixels on receipt
-    return Study(paths[0].parent.name, paths), str(dcmread(bad, stop_before_pixels=True).SOPInstanceUID)
 
 
 # --- 1. outage ------------------------------------------------------------------------------------

@@ -158,3 +158,24 @@ def test_simulated_pacs_to_simulated_pacs(
         move(alice, worker, study)
 
         assert sim_held(sim_b, study.uid) == study.sop_uids, f"{study.uid} via {retrieve}/c-store"
+
+
+def test_a_damaged_instance_moved_by_c_move_fails_with_the_receivers_reason(
+    worker, receiver, pacs_pair, damaged_study, trust_a, trust_b, agreement_ab, alice
+):
+    """The portal's receiver, not the worker, refuses a damaged C-MOVE arrival: the transfer still names
+    the reason at once, instead of waiting passes for an instance that will never come."""
+    a, b = pacs_pair
+    study, bad_uid = damaged_study
+    orthanc_gateway(trust_a, a, retrieve_method="c-move")
+    orthanc_gateway(trust_b, b)
+    b.delete_study(study.uid)
+
+    transfer_id = push(alice, study.uid, priority="urgent")
+    transfer = wait_for(lambda: finished(transfer_id), worker, timeout=120)
+
+    assert transfer.status == "completed_with_errors", (transfer.errors, worker.log()[-4000:])
+    assert transfer.attempts == 1  # no pass spent waiting for it
+    bad = transfer.instances.get(sop_instance_uid=bad_uid)
+    assert bad.state == InstanceState.FAILED and "truncated" in bad.last_error, bad.last_error
+    assert sorted(sop_uids_held(b, study.uid)) == sorted(study.sop_uids)
