@@ -41,6 +41,7 @@ from audit.codes import Outcome
 from audit.context import system_actor
 from directory.gateways import gateway_client
 from directory.models import Gateway
+from directory.services import agreement_allows
 from exchange import services as exchange_services
 from exchange.dicom import GatewayClient, GatewayError, Instance, RetrievedInstance, StoreResult, Study, StudyQuery
 from exchange.dicom.spool import sha256_of
@@ -78,6 +79,23 @@ class Stopped(Exception):
 class _StoppedAtRefusal(Exception):
     """The source ended a retrieve with a failure after we refused an instance it sent (Orthanc stops a
     C-MOVE at the first refused sub-operation): that instance is failed; ask again for the rest."""
+
+
+class AgreementWithdrawn(GatewayError):
+    """The sharing agreement no longer lets the source send to the destination: no more images go."""
+
+    def __init__(self, transfer: Transfer) -> None:
+        super().__init__(
+            f"The sharing agreement between {transfer.source.ods_code} and {transfer.destination.ods_code} no "
+            "longer allows this transfer; nothing more was sent.",
+            permanent=True,
+        )
+
+
+def _check_agreement(transfer: Transfer) -> None:
+    """Checked before each pass and while instances flow: a withdrawn agreement stops the sending."""
+    if not agreement_allows(transfer.source, transfer.destination):
+        raise AgreementWithdrawn(transfer)
 
 
 class TransientTransferError(GatewayError):
@@ -137,6 +155,7 @@ def claim(transfer_id: int, owner: str) -> Transfer | None:
         )
         if transfer.lease_owner and transfer.lease_owner != owner and fresh:
             raise Busy(transfer.lease_owner)
+        _check_agreement(transfer)
         transfer.lease_owner = owner
         transfer.heartbeat_at = now
         transfer.attempts += 1
@@ -172,6 +191,7 @@ class _Heartbeat:
         now = time.monotonic()
         if now - self.last >= BEAT_SECONDS:
             _beat(self.transfer, self.owner)
+            _check_agreement(self.transfer)
             self.last = now
             return
         live = Transfer.objects.filter(pk=self.transfer.pk, lease_owner=self.owner).exclude(status__in=FINISHED)

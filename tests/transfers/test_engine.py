@@ -426,3 +426,40 @@ def test_a_second_different_copy_of_an_instance_in_one_retrieval_is_reported_and
     kept = QuarantinedInstance.objects.get(sop_instance_uid=uid)
     assert "different content" in kept.reason and kept.sender_trust == trust_a
     assert str(dcmread(kept.path).PatientName) == "OTHER^PATIENT"
+
+
+def test_a_transfer_whose_agreement_was_withdrawn_while_queued_sends_nothing(
+    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b
+):
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+    SharingAgreement.objects.update(active=False)
+
+    with pytest.raises(engine.AgreementWithdrawn) as raised:
+        engine.run(transfer.pk, owner="test")
+
+    assert raised.value.permanent and "no longer allows" in str(raised.value)  # the task fails it with this
+    assert not sop_uids_held(pacs_pair[1], ct_study.uid)
+
+
+def test_withdrawing_the_agreement_mid_transfer_stops_the_sending(
+    region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b, monkeypatch
+):
+    monkeypatch.setattr(engine, "BATCH_SIZE", 4)
+    monkeypatch.setattr(engine, "BEAT_SECONDS", 0)  # every batch looks at the agreement
+    real_only_of_study = engine._only_of_study
+    batches: list[int] = []
+
+    def withdrawn_after_two_batches(transfer, source, study_uid, batch):
+        if batch:
+            batches.append(len(batch))
+            if len(batches) == 3:
+                SharingAgreement.objects.update(active=False)
+        return real_only_of_study(transfer, source, study_uid, batch)
+
+    monkeypatch.setattr(engine, "_only_of_study", withdrawn_after_two_batches)
+    transfer = push(alice, trust_a, trust_b, ct_study.uid)
+
+    with pytest.raises(engine.AgreementWithdrawn):
+        engine.run(transfer.pk, owner="test")
+
+    assert len(sop_uids_held(pacs_pair[1], ct_study.uid)) <= sum(batches[:2]) < len(ct_study.paths)
