@@ -15,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from directory.gateways import gateway_client
-from exchange.dicom import GatewayClient, StudyQuery
+from exchange.dicom import GatewayClient, Study, StudyQuery
 from exchange.nhs import is_valid as is_valid_nhs_number
 
 from .models import ShareLink, Staging
@@ -51,6 +51,8 @@ def stage(link_id: int, *, client: GatewayClient | None = None) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(incoming, ignore_errors=True)
     counts = _plan(link, client)
+    if counts is None:
+        return Staging.FAILED
     if not any(counts.values()):
         fail(link.pk, f"{link.gateway.name} holds no instances of these studies.")
         return Staging.FAILED
@@ -67,17 +69,29 @@ def stage(link_id: int, *, client: GatewayClient | None = None) -> str:
     return _finish(link, folder, missing_studies)
 
 
-def _plan(link: ShareLink, client: GatewayClient) -> dict[str, int]:
-    """Count what is to come (progress needs a total) and note the patient for the audit trail."""
+def _plan(link: ShareLink, client: GatewayClient) -> dict[str, int] | None:
+    """Count what is to come (progress needs a total) and note the patient for the audit trail. None
+    (staging failed, with the reason) when the studies are more than one patient's: every view of the
+    link is audited against its one patient, and a second opinion is asked about one patient."""
     counts = {}
+    patients: dict[tuple[str, str], Study] = {}
     for study_uid in link.study_instance_uids:
         counts[study_uid] = len(client.find_instances(study_uid))
-        if not link.patient_id:
-            found = client.find_studies(StudyQuery(study_instance_uid=study_uid, limit=1))
-            if found:
-                link.patient_id = found[0].patient_id[:64]
-                nhs = found[0].nhs_number
-                link.nhs_number = nhs if nhs and is_valid_nhs_number(nhs) else ""
+        found = client.find_studies(StudyQuery(study_instance_uid=study_uid, limit=1))
+        if found:
+            patients.setdefault((found[0].patient_id, found[0].issuer_of_patient_id), found[0])
+    if len(patients) > 1:
+        fail(
+            link.pk,
+            f"These studies belong to {len(patients)} different patients; a link shares one patient's studies. "
+            "Share each patient's studies in a link of their own.",
+        )
+        return None
+    if patients and not link.patient_id:
+        (patient,) = patients.values()
+        link.patient_id = patient.patient_id[:64]
+        nhs = patient.nhs_number
+        link.nhs_number = nhs if nhs and is_valid_nhs_number(nhs) else ""
     link.instances_total = sum(counts.values())
     # A retry starts from what an earlier attempt already copied (the same files are simply replaced).
     link.instances_staged = sum(1 for _ in share_dir(link.pk).glob("*.dcm"))

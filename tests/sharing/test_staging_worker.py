@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from exchange.dicom.synthetic import make_study
+from exchange.dicom.synthetic import SyntheticPatient, make_study
 from sharing import services, staging
 from sharing.models import SecondOpinion, ShareLink
 from sharing.sr import BASIC_TEXT_SR
@@ -147,4 +147,29 @@ def test_a_study_the_source_does_not_hold_fails_staging_with_a_reason(share_work
 
     assert link.staging_status == "failed" and "holds no instances" in link.staging_error
     assert api_as(alice).get(f"/api/v1/share-links/{link.pk}/").json()["state"] == "failed"
+    assert Client().get("/s/" + created["url"].rsplit("/s/", 1)[1]).status_code == 410
+
+
+def test_a_link_over_two_patients_studies_is_refused_at_staging(
+    share_worker, source_pacs, pacs_study, alice, trust_a, tmp_path
+):
+    """Every view of a link is audited against its one patient: a second patient's study has no place in it."""
+    orthanc_gateway(trust_a, source_pacs)
+    other = SyntheticPatient(nhs_number="9434765919", family_name="OTHER", given_name="Patient", local_id="RXH777")
+    paths = make_study(tmp_path / "other", modality="CT", n_instances=2, rows=64, columns=64, patient=other, seed=63)
+    source_pacs.upload(paths)
+    body = {
+        "trust": "RAA",
+        "study_instance_uids": [pacs_study.uid, paths[0].parent.name],
+        "recipient_email": "consultant@elsewhere.example",
+        "recipient_name": "Dr Chidi Okafor",
+        "purpose": "Second opinion",
+        "expires_in_hours": 24,
+    }
+    created = api_as(alice).post("/api/v1/share-links/", body, format="json").json()
+
+    link = wait_for(lambda: ready(created["id"]), share_worker, "staging to refuse the link")
+
+    assert link.staging_status == "failed" and "2 different patients" in link.staging_error, link.staging_error
+    assert not list(staging.share_dir(link.pk).glob("*.dcm"))  # nothing of either patient was copied
     assert Client().get("/s/" + created["url"].rsplit("/s/", 1)[1]).status_code == 410
