@@ -132,7 +132,6 @@ SHARE_LINK_CODE_ATTEMPT = _spec(
     "outcome 0 for the right code, 4 for a wrong one",
 )
 SHARE_LINK_VIEWED = _spec("share link view", EventID.INSTANCES_ACCESSED, Action.READ, needs="trust actor study_uids")
-SHARE_LINK_DOWNLOADED = _spec("share link download", EventID.EXPORT, Action.READ, needs="trust actor study_uids")
 SHARE_LINK_REVOKED = _spec(
     "share link revocation", EventID.EXPORT, Action.DELETE, LocalEventType.SHARE_LINK_REVOKED, "trust"
 )
