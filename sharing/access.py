@@ -101,10 +101,14 @@ def unusable_because(link: ShareLink) -> str:
 
 
 def check_usable(request: HttpRequest, link: ShareLink) -> None:
-    """Raise Denied (410, audited as a security alert) unless the link may be used right now."""
+    """Raise Denied (410, audited as a security alert) unless the link may be used right now. The alert
+    is written once per link, reason and address per window: a viewer still open on a revoked link
+    asks for many images, and each refusal must not become an audit row (nor a way to flood the trail)."""
     reason = unusable_because(link)
     if reason:
-        security_alert(request, reason, link)
+        seen = f"sharing:unusable:{link.pk}:{reason}:{client_ip(request) or 'unknown'}"
+        if cache.add(seen, 1, timeout=settings.SHARE_LINK_GUESS_WINDOW):
+            security_alert(request, reason, link)
         raise Denied(410, "Link no longer available", GONE[reason])
     if link.staging_status != Staging.READY:
         raise Denied(
