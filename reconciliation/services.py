@@ -353,7 +353,11 @@ def reconciliation_forward(item_id: int, client: GatewayClient) -> int:
                 raise_transient(result.message)
     listed = {i.sop_instance_uid for i in client.find_instances(item.study_instance_uid)}
     with transaction.atomic():
-        locked = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=rows))
+        # Only rows still held: a second run of this task (a redelivery) may have stored and cleared some
+        # meanwhile, and its missing files must not turn them into failures.
+        locked = list(
+            transfer.instances.select_for_update().filter(sop_instance_uid__in=rows, state=InstanceState.HELD)
+        )
         for row in locked:
             uid = row.sop_instance_uid
             if uid in stored and uid in listed:

@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from directory.gateways import gateway_client
 from directory.models import SharingAgreement
 from exchange import nhs
 from exchange.dicom.synthetic import SyntheticPatient, make_study
+from reconciliation import services as reconciliation
 from reconciliation.models import StudyReconciliation
 from tests.transfers.peers import orthanc_gateway
 from transfers import engine, services
@@ -120,3 +122,45 @@ def test_several_local_patients_with_the_nhs_number_are_held(region, pacs_pair, 
     # A second pass (a redelivered task) neither re-decides nor sends anything.
     assert engine.run(transfer_id, owner="test-2") == Status.AWAITING_RECONCILIATION
     assert StudyReconciliation.objects.count() == 1
+
+
+def test_a_forward_run_twice_at_once_leaves_what_either_stored_stored(
+    region, pacs_pair, alice, bea, trust_a, trust_b, tmp_path, monkeypatch
+):
+    """A redelivered forward task can overlap the first: the one that finds the held files gone (the other
+    stored and cleared them) must not turn the stored instances into failures."""
+    sent = person(903, "RAA0000903", "RAA_MRN")
+    for n, mrn in enumerate(("RBB0000003", "RBB0000004")):
+        local = SyntheticPatient(**{**sent.__dict__, "local_id": mrn, "local_issuer": "RBB_MRN"})
+        pacs_pair[1].upload(
+            make_study(
+                tmp_path / f"b{n}", modality="CR", n_instances=1, patient=local, nhs_store="other-ids", seed=920 + n
+            )
+        )
+    paths = make_study(tmp_path / "a", modality="CT", n_instances=3, patient=sent, nhs_store="other-ids", seed=903)
+    pacs_pair[0].upload(paths)
+    transfer_id = send(alice, trust_a, trust_b, paths)
+    assert engine.run(transfer_id, owner="test") == Status.AWAITING_RECONCILIATION
+    monkeypatch.setattr(reconciliation, "_enqueue_forward", lambda item_id, queue: None)
+    item = reconciliation.reconciliation_resolve(
+        item=StudyReconciliation.objects.get(), user=bea, patient_id="RBB0000003", issuer="RBB_MRN"
+    )
+    destination = Transfer.objects.get(pk=transfer_id).destination_gateway
+    first = gateway_client(destination)
+    real_store = first.store
+    overlapping: list[int] = []
+
+    def store_after_the_other_run(chunk):
+        chunk = list(chunk)
+        if not overlapping:  # the redelivered task runs to its end while this one is about to send
+            overlapping.append(reconciliation.reconciliation_forward(item.pk, gateway_client(destination)))
+        return real_store(chunk)
+
+    first.store = store_after_the_other_run
+
+    reconciliation.reconciliation_forward(item.pk, first)
+
+    assert overlapping == [3]
+    transfer = Transfer.objects.get(pk=transfer_id)
+    assert set(transfer.instances.values_list("state", flat=True)) == {InstanceState.STORED}
+    assert transfer.status == Status.COMPLETED, transfer.errors
