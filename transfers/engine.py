@@ -429,7 +429,20 @@ def _move_study(
     finally:
         stores.close()
         pipe.stop()
+    if planner is not None and planner.lists(study_uid) and _may_have_refused(transfer, retrieval.summary):
+        # Refusals are matched to ledger rows: the plan's must be written first, or a damaged instance the
+        # plan lists later would look merely not delivered yet (and be asked for again).
+        with _keepalive(transfer, owner):
+            planner.record()
     _record_refused(transfer, study_uid, retrieval.summary, since)
+
+
+def _may_have_refused(transfer: Transfer, summary: Any) -> bool:
+    """Whether this retrieval refused anything: its own quarantine says so, except with C-MOVE, where
+    the receiver refuses arrivals and keeps them in its own."""
+    if transfer.source_gateway.retrieve_method == Gateway.RetrieveMethod.C_MOVE:
+        return True
+    return bool(getattr(summary, "quarantined", None))
 
 
 def _only_of_study(

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from audit.models import AuditEvent
 from directory.models import SharingAgreement
 from exchange.dicom import GatewayError, StoreResult, dicomweb
 from exchange.dicom.dimse import DimseClient
+from exchange.dicom.gateway import GatewayClient
 from exchange.dicom.retrieval import Retrieval, describe
 from exchange.dicom.spool import TEMP_PREFIX
 from exchange.dicom.synthetic import make_study
@@ -373,11 +375,20 @@ def wado_or_cget(pacs_pair, trust_a, trust_b, settings, tmp_path, request):
 
 @pytest.mark.parametrize("wado_or_cget", ["c-get", "wado-rs"], indirect=True)
 def test_a_damaged_instance_fails_in_the_first_pass_with_its_reason_and_is_kept_for_the_managers(
-    wado_or_cget, damaged_study, alice, trust_a, trust_b
+    wado_or_cget, damaged_study, alice, trust_a, trust_b, monkeypatch
 ):
     _, b = wado_or_cget
     study, bad_uid = damaged_study
     b.delete_study(study.uid)
+    # The source's listing (the plan) runs beside the move; here it answers only once the damaged copy
+    # has been refused, as a busy PACS's index may.
+    listed = GatewayClient.find_instances
+
+    def slow_listing(self, *args, **kwargs):
+        time.sleep(1.5)
+        return listed(self, *args, **kwargs)
+
+    monkeypatch.setattr(GatewayClient, "find_instances", slow_listing)
     transfer = push(alice, trust_a, trust_b, study.uid)
 
     # One pass: a damaged copy is not worth asking the source for again (no "not delivered yet" retries).
