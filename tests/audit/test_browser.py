@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from audit import catalogue
 from audit.context import SYSTEM, Actor
 from audit.models import AuditEvent
 from tests.audit.conftest import PATIENT, STUDY
-from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS
-from tests.helpers import PASSWORD, require_tool, totp_code
+from tests.browser.conftest import chromium  # noqa: F401 - the session's browser (one Playwright per process)
+from tests.helpers import PASSWORD, totp_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def fresh_totp_code() -> str:
-    """A code with time left to use it: a code read in the last seconds of its 30-second step may be
-    stale by the time a loaded machine submits it."""
-    if time.time() % 30 > 24:
-        time.sleep(30 - time.time() % 30 + 0.5)
-    return totp_code()
-
-
-def test_an_ig_officer_finds_every_access_to_a_patients_images(live_server, ada, alice, bob, trust_b):
-    chromium = require_tool(CHROMIUM, "Debian's Chromium")
-    from playwright.sync_api import expect, sync_playwright
+def test_an_ig_officer_finds_every_access_to_a_patients_images(
+    chromium,  # noqa: F811
+    live_server,
+    ada,
+    alice,
+    bob,
+    trust_b,
+):
+    from playwright.sync_api import expect
 
     alice_actor = Actor(type="user", user_id=alice.pk, label=alice.email, client_ip="10.20.30.40")
     catalogue.STUDY_VIEWED.record(
@@ -38,15 +34,15 @@ def test_an_ig_officer_finds_every_access_to_a_patients_images(live_server, ada,
     bob_actor = Actor(type="user", user_id=bob.pk, label=bob.email)
     catalogue.STUDY_VIEWED.record(actor=bob_actor, trust="RBB", nhs_number="9990000026", study_uids=["1.2.3.4"])
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
-        page = browser.new_page()
+    context = chromium.new_context()  # the process's one Chromium: Playwright's sync API allows no second
+    try:
+        page = context.new_page()
         page.goto(f"{live_server.url}/accounts/login/")
         page.fill("input[name=login]", ada.email)
         page.fill("input[name=password]", PASSWORD)
         page.locator("form button[type=submit]").first.click()
         page.wait_for_url("**/accounts/2fa/authenticate/**")
-        page.fill("input[name=code]", fresh_totp_code())
+        page.fill("input[name=code]", totp_code())
         page.locator("form button[type=submit]").first.click()
         page.wait_for_url(f"{live_server.url}/")
 
@@ -64,7 +60,8 @@ def test_an_ig_officer_finds_every_access_to_a_patients_images(live_server, ada,
         expect(report).to_contain_text("10.20.30.40")
         expect(report).not_to_contain_text(bob.email)
         page.get_by_role("link", name="FHIR R4 (JSON)").is_visible()
-        browser.close()
+    finally:
+        context.close()
 
     looked = AuditEvent.objects.filter(event_id="110101", actor_user=ada, nhs_number=PATIENT)
     assert looked.filter(detail__report="patient access").exists()
