@@ -79,21 +79,24 @@ class _Portal(BaseHTTPRequestHandler):
 
     def _image(self, match: re.Match, query: dict[str, str]) -> None:
         if "wc" not in query:
-            self._render(match, query)
+            self._answer(match, self._render(match, query))
             return
+        # In flight means being rendered: counted out before the answer goes back, since the viewer may
+        # ask for its next image the moment the last byte arrives, before this thread runs again.
         with self.lock:
             self.active[match[1]] = self.active.get(match[1], 0) + 1
             self.peak[match[1]] = max(self.peak.get(match[1], 0), self.active[match[1]])
         try:
             time.sleep(self.delay)
-            self._render(match, query)
+            data = self._render(match, query)
         finally:
             with self.lock:
                 self.active[match[1]] -= 1
+        self._answer(match, data)
 
-    def _render(self, match: re.Match, query: dict[str, str]) -> None:
+    def _render(self, match: re.Match, query: dict[str, str]) -> bytes | None:
         try:
-            data = rendering.render(
+            return rendering.render(
                 staged.instance_path(self.folder, match[1]),
                 int(match[2]),
                 center=float(query["wc"]) if "wc" in query else None,
@@ -101,9 +104,13 @@ class _Portal(BaseHTTPRequestHandler):
                 fmt=match[3],
             )
         except ValueError:
+            return None
+
+    def _answer(self, match: re.Match, data: bytes | None) -> None:
+        if data is None:
             self.send_error(404)
-            return
-        self._send(data, "image/png" if match[3] == "png" else "image/jpeg")
+        else:
+            self._send(data, "image/png" if match[3] == "png" else "image/jpeg")
 
     def _send(self, body: bytes, kind: str, *, csp: bool = False) -> None:
         self.send_response(200)
