@@ -423,26 +423,27 @@ def _move_study(
     except GatewayError as exc:
         if planner is not None and planner.holds_nothing_of(study_uid):
             return  # the study is not at the source: the plan's error says so, better than the retrieval's
-        if _record_refused(transfer, study_uid, retrieval.summary, since):
+        if _refusals(transfer, owner, planner, study_uid, retrieval.summary, since):
             raise _StoppedAtRefusal from exc
         raise
     finally:
         stores.close()
         pipe.stop()
-    if planner is not None and planner.lists(study_uid) and _may_have_refused(transfer, retrieval.summary):
-        # Refusals are matched to ledger rows: the plan's must be written first, or a damaged instance the
-        # plan lists later would look merely not delivered yet (and be asked for again).
+    _refusals(transfer, owner, planner, study_uid, retrieval.summary, since)
+
+
+def _refusals(
+    transfer: Transfer, owner: str, planner: _Planner | None, study_uid: str, summary: Any, since: datetime
+) -> int:
+    """`_record_refused`, once the plan's ledger rows are written: refusals are matched to rows, and a
+    damaged instance the plan listed only later would look merely not delivered yet (asked for again).
+    Only when something may have been refused: the retrieval's own quarantine says so, except with
+    C-MOVE, where the receiver refuses arrivals and keeps them in its own."""
+    is_move = transfer.source_gateway.retrieve_method == Gateway.RetrieveMethod.C_MOVE
+    if planner is not None and planner.lists(study_uid) and (is_move or getattr(summary, "quarantined", None)):
         with _keepalive(transfer, owner):
             planner.record()
-    _record_refused(transfer, study_uid, retrieval.summary, since)
-
-
-def _may_have_refused(transfer: Transfer, summary: Any) -> bool:
-    """Whether this retrieval refused anything: its own quarantine says so, except with C-MOVE, where
-    the receiver refuses arrivals and keeps them in its own."""
-    if transfer.source_gateway.retrieve_method == Gateway.RetrieveMethod.C_MOVE:
-        return True
-    return bool(getattr(summary, "quarantined", None))
+    return _record_refused(transfer, study_uid, summary, since)
 
 
 def _only_of_study(
