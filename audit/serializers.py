@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
-from exchange import nhs
+from dicomkit import nhs
 
 from .codes import ActorType, EventID, Outcome, display
 from .exports import FORMATS

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 # Only what a retrieving worker needs is imported at the top, so the child's baseline is honest;
 # the study builder (numpy, Pillow) and the Orthanc launcher are imported by the parent alone.
-from exchange.dicom import GatewayConfig, StorageReceiver, client_for  # noqa: E402
+from dicomkit import GatewayConfig, StorageReceiver, client_for  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.dicom.orthanc import OrthancProcess
@@ -129,7 +129,7 @@ def main() -> int:
     if args.child:
         child(args)
         return 0
-    from exchange.dicom.synthetic import SyntheticPatient, make_study
+    from dicomkit.sim.synthetic import SyntheticPatient, make_study
     from tests.dicom.orthanc import OrthancProcess, free_port, orthanc_available
 
     if not orthanc_available():

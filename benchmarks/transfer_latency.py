@@ -46,7 +46,7 @@ def main() -> None:
     from django.core.management import call_command
     from rest_framework.test import APIClient
 
-    from exchange.dicom.synthetic import make_study
+    from dicomkit.sim.synthetic import make_study
     from tests.dicom.orthanc import OrthancProcess, free_port, orthanc_available
     from tests.transfers.worker import Worker, isolated_broker
     from transfers.models import FINISHED, Transfer

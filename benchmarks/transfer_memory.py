@@ -31,7 +31,7 @@ def child(instances: int, rows: int, pair: str) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from exchange.dicom.synthetic import make_study
+    from dicomkit.sim.synthetic import make_study
     from tests.dicom.orthanc import OrthancProcess, free_port
 
     call_command("migrate", verbosity=0)

@@ -126,7 +126,7 @@ def main() -> None:
     settings.DEBUG = False  # as on a worker: no query log (DEBUG is on above only to skip production checks)
     from django.core.management import call_command
 
-    from exchange.dicom.synthetic import make_study
+    from dicomkit.sim.synthetic import make_study
     from tests.dicom.orthanc import OrthancProcess, free_port, orthanc_available
 
     if not orthanc_available():

@@ -177,7 +177,7 @@ def main() -> int:
     from django.test.testcases import LiveServerThread
     from playwright.sync_api import sync_playwright
 
-    from exchange.dicom.synthetic import make_study
+    from dicomkit.sim.synthetic import make_study
 
     call_command("migrate", verbosity=0)
     began = time.perf_counter()

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from exchange.dicom.synthetic import make_study  # noqa: E402
+from dicomkit.sim.synthetic import make_study  # noqa: E402
 from sharing import rendering, staged  # noqa: E402
 
 FIRST_IMAGE_TARGET_S = 1.0

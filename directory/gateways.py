@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from exchange.dicom import GatewayClient, GatewayConfig, MoveDestination, client_for
+from dicomkit import GatewayClient, GatewayConfig, MoveDestination, client_for
 
 from .models import Gateway
 

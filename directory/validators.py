@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 
-from exchange.dicom.config import ae_title_problem
+from dicomkit.config import ae_title_problem
 
 validate_ods_code = RegexValidator(
     r"^[A-Z0-9]{3,5}\Z",

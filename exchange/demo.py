@@ -13,9 +13,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from dicomkit import nhs
+from dicomkit.sim.synthetic import SyntheticPatient, make_study
 from directory.demo import SIM_PACS_BASE_PORT, TRUSTS
-from exchange import nhs
-from exchange.dicom.synthetic import SyntheticPatient, make_study
 
 DEMO_STUDIES_VERSION = 1
 MARKER = "demo-studies.json"  # .json: the simulated PACS does not try to index it

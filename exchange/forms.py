@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from exchange import nhs
+from dicomkit import nhs
 
 CRITERIA = (
     "nhs_number",

@@ -1,4 +1,4 @@
-"""The portal's receiver wired to the database: the Django side of exchange.dicom.StorageReceiver."""
+"""The portal's receiver wired to the database: the Django side of dicomkit.StorageReceiver."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.db import connection
 
-from exchange.dicom import StorageReceiver
+from dicomkit import StorageReceiver
 
 from . import services
 

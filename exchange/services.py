@@ -19,11 +19,11 @@ from django.utils import timezone
 from audit.codes import Action, EventID, Outcome
 from audit.context import SYSTEM, Actor
 from audit.services import record_event
+from dicomkit import Arrival, EchoResult, GatewayError, QuarantineRecord, Series, Study, StudyQuery
+from dicomkit.identity import NHS_ISSUER
+from dicomkit.quarantine import move_record
 from directory.gateways import gateway_client
 from directory.models import Gateway, Trust
-from exchange.dicom import Arrival, EchoResult, GatewayError, QuarantineRecord, Series, Study, StudyQuery
-from exchange.dicom.identity import NHS_ISSUER
-from exchange.dicom.quarantine import move_record
 
 from .models import QuarantinedInstance, ReceivedInstance
 

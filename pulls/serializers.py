@@ -13,7 +13,7 @@ from .models import PullRequest, Sex
 class RequestSerializer(serializers.ModelSerializer):
     requesting_trust = TrustField(required=False, allow_null=True)
     source_trust = TrustField()
-    # Validated by the service (exchange.nhs), so the message names the check digit.
+    # Validated by the service (dicomkit.nhs), so the message names the check digit.
     nhs_number = serializers.CharField(max_length=20)
     family_name = serializers.CharField(max_length=200)
     given_name = serializers.CharField(max_length=200)

@@ -17,11 +17,10 @@ from accounts import permissions as perms
 from audit import catalogue
 from audit.codes import ActorType, Outcome
 from audit.context import Actor, system_actor
+from dicomkit import GatewayError, StudyQuery, nhs
 from directory.gateways import gateway_client
 from directory.models import SharingAgreement, Trust
 from directory.services import agreement_allows
-from exchange import nhs
-from exchange.dicom import GatewayError, StudyQuery
 from exchange.services import GatewayUnavailable, StudyRow, local_patient_id, query_gateway
 from transfers.models import Priority
 from transfers.services import transfer_create_for_request

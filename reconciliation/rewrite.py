@@ -16,7 +16,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from exchange.dicom.identity import NHS_ISSUER, OTHER_PATIENT_IDS, nhs_number_of, person_name, text, values
+from dicomkit.identity import NHS_ISSUER, OTHER_PATIENT_IDS, nhs_number_of, person_name, text, values
 
 ACCESSION_MAX = 16  # SH
 DESCRIPTION_MAX = 64  # LO

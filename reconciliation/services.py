@@ -21,10 +21,10 @@ from accounts import permissions as perms
 from audit import catalogue
 from audit.codes import ActorType, Outcome
 from audit.context import Actor, system_actor
+from dicomkit import GatewayClient, RetrievedInstance, StudyQuery
+from dicomkit.identity import NHS_ISSUER
+from dicomkit.spool import sha256_of
 from directory.models import Trust
-from exchange.dicom import GatewayClient, RetrievedInstance, StudyQuery
-from exchange.dicom.identity import NHS_ISSUER
-from exchange.dicom.spool import sha256_of
 from transfers.models import InstanceState, Status, Transfer, TransferInstance
 
 from . import rewrite
@@ -380,7 +380,7 @@ def reconciliation_forward(item_id: int, client: GatewayClient) -> int:
 
 
 def raise_transient(message: str) -> None:
-    from exchange.dicom import GatewayError
+    from dicomkit import GatewayError
 
     raise GatewayError(message or "the destination refused for now; trying again", permanent=False)
 

@@ -6,8 +6,8 @@ import structlog
 from celery import shared_task
 from django.conf import settings
 
+from dicomkit import GatewayError
 from directory.gateways import gateway_client
-from exchange.dicom import GatewayError
 
 from . import services
 from .models import StudyReconciliation

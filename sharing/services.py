@@ -29,9 +29,9 @@ from accounts.roles import Role
 from audit import catalogue
 from audit.codes import ActorType
 from audit.context import Actor, system_actor
+from dicomkit import GatewayClient, GatewayError
 from directory.gateways import gateway_client
 from directory.models import Gateway, Trust
-from exchange.dicom import GatewayClient, GatewayError
 
 from . import sr, staging, tokens
 from .models import Filing, SecondOpinion, ShareLink

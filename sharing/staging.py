@@ -14,9 +14,9 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from dicomkit import GatewayClient, Study, StudyQuery
+from dicomkit.nhs import is_valid as is_valid_nhs_number
 from directory.gateways import gateway_client
-from exchange.dicom import GatewayClient, Study, StudyQuery
-from exchange.nhs import is_valid as is_valid_nhs_number
 
 from .models import ShareLink, Staging
 

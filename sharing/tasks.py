@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 from celery import shared_task
 
-from exchange.dicom import GatewayError
+from dicomkit import GatewayError
 
 from . import services, staging
 from .models import ShareLink

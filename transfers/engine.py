@@ -39,13 +39,13 @@ from django.utils import timezone
 from audit import catalogue
 from audit.codes import Outcome
 from audit.context import system_actor
+from dicomkit import GatewayClient, GatewayError, Instance, RetrievedInstance, StoreResult, Study, StudyQuery
+from dicomkit.spool import sha256_of
+from dicomkit.validate import is_uid
 from directory.gateways import gateway_client
 from directory.models import Gateway
 from directory.services import agreement_allows
 from exchange import services as exchange_services
-from exchange.dicom import GatewayClient, GatewayError, Instance, RetrievedInstance, StoreResult, Study, StudyQuery
-from exchange.dicom.spool import sha256_of
-from exchange.dicom.validate import is_uid
 from exchange.models import QuarantinedInstance
 from reconciliation import services as reconciliation
 
@@ -466,7 +466,7 @@ def _only_of_study(
 
 
 def _record_refused(transfer: Transfer, study_uid: str, summary: Any, since: datetime) -> int:
-    """Instances our receiving side refused (truncated, unparseable, inconsistent: exchange.dicom.validate)
+    """Instances our receiving side refused (truncated, unparseable, inconsistent: dicomkit.validate)
     are failed now with the validator's reason: the source's copy is damaged, so another pass would not
     help, and a damaged image is never passed on to the destination or reported as sent. A refused
     second copy that differs from one already passed on (a source with two objects under one UID) cannot

@@ -12,7 +12,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
-from exchange.dicom import GatewayError
+from dicomkit import GatewayError
 
 from . import engine
 from .models import ACTIVE, Status, Transfer

@@ -7,7 +7,7 @@ from django.http import QueryDict
 
 from accounts import permissions as perms
 from audit.codes import display
-from exchange.nhs import format_nhs
+from dicomkit.nhs import format_nhs
 
 register = template.Library()
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from django import template
 
-from exchange import nhs
+from dicomkit import nhs
 
 register = template.Library()
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from exchange.dicom import GatewayConfig, StorageReceiver, client_for
-from exchange.dicom.gateway import GatewayClient
-from exchange.dicom.intake import Arrival
-from exchange.dicom.quarantine import QuarantineRecord
-from exchange.dicom.sim_pacs import SimulatedPacs
-from exchange.dicom.synthetic import SyntheticPatient, make_study
-from exchange.dicom.transcode import UNCOMPRESSED
+from dicomkit import GatewayConfig, StorageReceiver, client_for
+from dicomkit.gateway import GatewayClient
+from dicomkit.intake import Arrival
+from dicomkit.quarantine import QuarantineRecord
+from dicomkit.sim.pacs import SimulatedPacs
+from dicomkit.sim.synthetic import SyntheticPatient, make_study
+from dicomkit.transcode import UNCOMPRESSED
 from tests.helpers import require
 
 from .orthanc import OrthancProcess, free_port, orthanc_available

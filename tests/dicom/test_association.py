@@ -5,8 +5,8 @@ import socket
 import pytest
 from pynetdicom.sop_class import Verification
 
-from exchange.dicom.association import new_ae, open_association
-from exchange.dicom.sim_pacs import SimulatedPacs
+from dicomkit.association import new_ae, open_association
+from dicomkit.sim.pacs import SimulatedPacs
 
 from .conftest import PORTAL_AE, sim_config
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.dicom import GatewayConfig, StudyQuery, client_for
-from exchange.dicom.synthetic import make_study
+from dicomkit import GatewayConfig, StudyQuery, client_for
+from dicomkit.sim.synthetic import make_study
 
 from .conftest import PORTAL_AE
 from .orthanc import free_port

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.dicom import ConfigurationError, GatewayConfig, client_for
+from dicomkit import ConfigurationError, GatewayConfig, client_for
 
 
 def test_it_normalises_method_names() -> None:

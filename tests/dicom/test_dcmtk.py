@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from exchange.dicom import StorageReceiver, StudyQuery, client_for
-from exchange.dicom.sim_pacs import SimulatedPacs
-from exchange.dicom.spool import dataset_sha256
-from exchange.dicom.synthetic import make_study
+from dicomkit import StorageReceiver, StudyQuery, client_for
+from dicomkit.sim.pacs import SimulatedPacs
+from dicomkit.sim.synthetic import make_study
+from dicomkit.spool import dataset_sha256
 
 from .conftest import NHS_A, PORTAL_AE, Studies, dcmtk, sim_config
 

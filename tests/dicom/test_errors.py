@@ -12,7 +12,7 @@ import pytest
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-from exchange.dicom import (
+from dicomkit import (
     AssociationRejected,
     GatewayConfig,
     GatewayError,
@@ -21,7 +21,7 @@ from exchange.dicom import (
     StudyQuery,
     client_for,
 )
-from exchange.dicom.association import new_ae, open_association
+from dicomkit.association import new_ae, open_association
 
 from .conftest import PORTAL_AE, orthanc_config
 from .orthanc import OrthancProcess, free_port

@@ -5,9 +5,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
-from exchange.dicom.identity import OTHER_PATIENT_IDS, nhs_number_of, person_name
-from exchange.dicom.models import StudyQuery
-from exchange.dicom.queries import merge_studies, study_identifiers
+from dicomkit.identity import OTHER_PATIENT_IDS, nhs_number_of, person_name
+from dicomkit.models import StudyQuery
+from dicomkit.queries import merge_studies, study_identifiers
 
 VALID = "9434765919"
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.dicom.errors import ProtocolError
-from exchange.dicom.multipart import MultipartBody, boundary_of, iter_events
+from dicomkit.errors import ProtocolError
+from dicomkit.multipart import MultipartBody, boundary_of, iter_events
 
 
 def _parts(chunks: list[bytes], boundary: str) -> list[tuple[dict[str, str], bytes]]:
@@ -67,7 +67,7 @@ def test_a_non_multipart_answer_is_refused() -> None:
 
 
 def test_qido_values_keep_wildcards_literal_and_loosen_the_rest() -> None:
-    from exchange.dicom.dicomweb import qido_query_string
+    from dicomkit.dicomweb import qido_query_string
 
     query, loosened = qido_query_string([("00100010", "Ó S*"), ("00100020", "RXH?"), ("includefield", "00101000")])
     assert query == "00100010=*S*&00100020=RXH?&includefield=00101000"

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from exchange.dicom import StudyQuery, client_for
-from exchange.dicom.gateway import GatewayClient
+from dicomkit import StudyQuery, client_for
+from dicomkit.gateway import GatewayClient
 
 from .conftest import NHS_A, PORTAL_AE, Studies, orthanc_config
 from .orthanc import OrthancProcess

@@ -11,11 +11,11 @@ import pytest
 from pydicom import dcmread
 from pydicom.filereader import read_file_meta_info
 
-from exchange.dicom import GatewayConfig, StorageReceiver, StoreResult, client_for
-from exchange.dicom.moves import MoveJob
-from exchange.dicom.spool import dataset_sha256
-from exchange.dicom.synthetic import make_study
-from exchange.dicom.validate import CANNOT_UNDERSTAND, DATASET_MISMATCH, DUPLICATE_CONFLICT, SOP_CLASS_NOT_SUPPORTED
+from dicomkit import GatewayConfig, StorageReceiver, StoreResult, client_for
+from dicomkit.moves import MoveJob
+from dicomkit.sim.synthetic import make_study
+from dicomkit.spool import dataset_sha256
+from dicomkit.validate import CANNOT_UNDERSTAND, DATASET_MISMATCH, DUPLICATE_CONFLICT, SOP_CLASS_NOT_SUPPORTED
 from reconciliation.rewrite import Rewrite, rewrite_file
 
 from . import badfiles
@@ -129,7 +129,7 @@ def test_a_failing_hook_makes_the_sender_retry(tmp_path: Path) -> None:
 
 
 def test_a_wrong_called_ae_title_is_refused(receiver: StorageReceiver, ct: Path) -> None:
-    from exchange.dicom import AssociationRejected
+    from dicomkit import AssociationRejected
 
     with pytest.raises(AssociationRejected, match="called AE title not recognised") as caught:
         send(receiver, ct, ae="NOTPORTAL")
@@ -137,7 +137,7 @@ def test_a_wrong_called_ae_title_is_refused(receiver: StorageReceiver, ct: Path)
 
 
 def test_only_listed_callers_may_send(tmp_path: Path, ct: Path) -> None:
-    from exchange.dicom import AssociationRejected
+    from dicomkit import AssociationRejected
 
     rx = StorageReceiver("GATED", free_port(), tmp_path, bind_address="127.0.0.1", allowed_calling_aes=["RXHPACS"])
     with rx, pytest.raises(AssociationRejected, match="calling AE title not recognised"):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from exchange.dicom import GatewayError, client_for
-from exchange.dicom.gateway import GatewayClient
-from exchange.dicom.receiver import StorageReceiver
-from exchange.dicom.sim_pacs import SimulatedPacs
+from dicomkit import GatewayError, client_for
+from dicomkit.gateway import GatewayClient
+from dicomkit.receiver import StorageReceiver
+from dicomkit.sim.pacs import SimulatedPacs
 
 from .conftest import PORTAL_AE, Recorder, Studies, orthanc_config
 from .orthanc import OrthancProcess
@@ -184,7 +184,7 @@ def test_c_move_without_a_receiver_is_a_configuration_error(orthanc_a: OrthancPr
 def test_c_move_to_a_destination_the_pacs_does_not_know_is_a_clear_error(
     sim_pacs: SimulatedPacs, studies: Studies, tmp_path: Path
 ) -> None:
-    from exchange.dicom.moves import MoveDestination
+    from dicomkit.moves import MoveDestination
 
     from .conftest import sim_config
 

@@ -10,11 +10,11 @@ import pytest
 import requests
 from pydicom import dcmread
 
-from exchange.dicom import GatewayConfig, StoreResult, client_for
-from exchange.dicom.gateway import GatewayClient
-from exchange.dicom.receiver import StorageReceiver
-from exchange.dicom.sim_pacs import SimulatedPacs
-from exchange.dicom.synthetic import COMPRESSIONS, make_study
+from dicomkit import GatewayConfig, StoreResult, client_for
+from dicomkit.gateway import GatewayClient
+from dicomkit.receiver import StorageReceiver
+from dicomkit.sim.pacs import SimulatedPacs
+from dicomkit.sim.synthetic import COMPRESSIONS, make_study
 
 from .conftest import PORTAL_AE, orthanc_config, sim_config
 from .orthanc import OrthancProcess
@@ -113,7 +113,7 @@ def test_a_file_that_is_not_dicom_gets_its_own_result(dimse_gateway: Make, tmp_p
 
 
 def test_stow_rs_with_wrong_credentials_is_a_permanent_error(orthanc_a: OrthancProcess, tmp_path: Path) -> None:
-    from exchange.dicom import AuthenticationFailed
+    from dicomkit import AuthenticationFailed
 
     cfg = orthanc_config(orthanc_a, store_method="stow-rs", password="wrong")
     with pytest.raises(AuthenticationFailed, match="credentials were refused") as caught:
@@ -126,7 +126,7 @@ def test_an_image_no_decoder_reads_is_flagged_not_dropped(
 ) -> None:
     from pydicom.data import get_testdata_file
 
-    from exchange.dicom.spool import dataset_sha256
+    from dicomkit.spool import dataset_sha256
 
     source = get_testdata_file("JPEG-lossy.dcm")  # 12-bit JPEG extended: the installed decoders refuse it
     assert source is not None

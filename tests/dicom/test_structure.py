@@ -10,10 +10,10 @@ import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
-from exchange.dicom import structure
-from exchange.dicom.errors import InvalidInstance
-from exchange.dicom.synthetic import COMPRESSIONS, make_study
-from exchange.dicom.validate import inspect_file
+from dicomkit import structure
+from dicomkit.errors import InvalidInstance
+from dicomkit.sim.synthetic import COMPRESSIONS, make_study
+from dicomkit.validate import inspect_file
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -8,10 +8,10 @@ from django.core.management import call_command
 from pydicom import dcmread
 from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
-from exchange import nhs
-from exchange.dicom.identity import nhs_number_of
-from exchange.dicom.synthetic import SyntheticPatient, make_study
-from exchange.dicom.validate import inspect_file
+from dicomkit import nhs
+from dicomkit.identity import nhs_number_of
+from dicomkit.sim.synthetic import SyntheticPatient, make_study
+from dicomkit.validate import inspect_file
 from exchange.management.commands.make_synthetic_study import Command
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from exchange.dicom.errors import InvalidInstance
-from exchange.dicom.synthetic import make_study
-from exchange.dicom.validate import CANNOT_UNDERSTAND, DATASET_MISMATCH, SOP_CLASS_NOT_SUPPORTED, inspect_file
+from dicomkit.errors import InvalidInstance
+from dicomkit.sim.synthetic import make_study
+from dicomkit.validate import CANNOT_UNDERSTAND, DATASET_MISMATCH, SOP_CLASS_NOT_SUPPORTED, inspect_file
 
 from . import badfiles
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from dicomkit.sim.pacs import SimulatedPacs
+from dicomkit.sim.synthetic import SyntheticPatient, make_study
 from directory.models import Gateway, Trust
-from exchange.dicom.sim_pacs import SimulatedPacs
-from exchange.dicom.synthetic import SyntheticPatient, make_study
 from tests.dicom.orthanc import DICOMWEB_PLUGIN, ORTHANC_BIN, OrthancProcess, free_port
 from tests.helpers import require_tool
 

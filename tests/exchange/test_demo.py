@@ -6,10 +6,10 @@ from pathlib import Path
 
 from django.test import override_settings
 
+from dicomkit import GatewayConfig, StudyQuery, client_for
+from dicomkit.nhs import is_valid
+from dicomkit.sim.pacs import SimulatedPacs
 from exchange.demo import MARKER, demo_nhs_numbers, generate_demo_studies, pacs_dir
-from exchange.dicom import GatewayConfig, StudyQuery, client_for
-from exchange.dicom.sim_pacs import SimulatedPacs
-from exchange.nhs import is_valid
 from tests.dicom.orthanc import free_port
 
 

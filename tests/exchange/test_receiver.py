@@ -16,8 +16,8 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from audit.models import AuditEvent
+from dicomkit.sim.synthetic import make_study
 from directory.models import Gateway
-from exchange.dicom.synthetic import make_study
 from exchange.models import QuarantinedInstance, ReceivedInstance
 from tests.dicom.orthanc import free_port
 from tests.helpers import require_tool
@@ -144,7 +144,7 @@ def test_imaging_managers_see_what_their_gateways_sent_and_nobody_else_does(
 def _arrival_from(calling_ae: str, address: str, study_uid: str):
     from django.utils import timezone
 
-    from exchange.dicom.intake import Arrival, Peer
+    from dicomkit.intake import Arrival, Peer
 
     return Arrival(
         path=Path("/nonexistent/x.dcm"),

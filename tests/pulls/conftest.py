@@ -9,8 +9,8 @@ import pytest
 
 from accounts.models import User
 from accounts.roles import Role
+from dicomkit import nhs
 from directory.models import Gateway, Trust
-from exchange import nhs
 from pulls.models import PullRequest
 from tests.helpers import grant, make_user
 from transfers import tasks

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from audit.models import AuditEvent
+from dicomkit import nhs
+from dicomkit.sim.synthetic import SyntheticPatient, make_study
 from directory.models import Gateway, SharingAgreement
-from exchange import nhs
-from exchange.dicom.synthetic import SyntheticPatient, make_study
 from pulls.models import PullRequest
 from tests.dicom.orthanc import free_port
 from tests.helpers import api_as

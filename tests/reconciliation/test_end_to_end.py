@@ -13,9 +13,9 @@ import pytest
 from pydicom import dcmread
 
 from audit.models import AuditEvent
+from dicomkit import nhs
+from dicomkit.sim.synthetic import SyntheticPatient, make_study
 from directory.models import SharingAgreement
-from exchange import nhs
-from exchange.dicom.synthetic import SyntheticPatient, make_study
 from pulls.models import PullRequest
 from reconciliation.models import StudyReconciliation
 from tests.helpers import api_as

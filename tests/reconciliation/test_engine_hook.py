@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from dicomkit import nhs
+from dicomkit.sim.synthetic import SyntheticPatient, make_study
 from directory.gateways import gateway_client
 from directory.models import SharingAgreement
-from exchange import nhs
-from exchange.dicom.synthetic import SyntheticPatient, make_study
 from reconciliation import services as reconciliation
 from reconciliation.models import StudyReconciliation
 from tests.transfers.peers import orthanc_gateway

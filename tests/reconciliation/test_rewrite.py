@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from exchange.dicom.identity import OTHER_PATIENT_IDS, nhs_number_of
-from exchange.dicom.synthetic import SyntheticPatient, make_study
+from dicomkit.identity import OTHER_PATIENT_IDS, nhs_number_of
+from dicomkit.sim.synthetic import SyntheticPatient, make_study
 from reconciliation.rewrite import Rewrite, keep_safe, read_identity, rewrite_file
 
 PATIENT = SyntheticPatient(

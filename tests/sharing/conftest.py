@@ -18,8 +18,8 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from dicomkit.sim.synthetic import make_study
 from directory.models import Gateway
-from exchange.dicom.synthetic import make_study
 from sharing import services, staging, tokens
 from sharing.models import ShareLink, Staging
 

@@ -20,7 +20,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, generate_uid
 from pynetdicom.sop_class import BasicTextSRStorage, ComputedRadiographyImageStorage, CTImageStorage
 
-from exchange.dicom.synthetic import make_study
+from dicomkit.sim.synthetic import make_study
 from sharing import rendering
 from sharing.rendering import PRESETS, RenderError, default_window, render, thumbnail
 

@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom.sop_class import BasicTextSRStorage, CTImageStorage
 
-from exchange.dicom.synthetic import make_study
+from dicomkit.sim.synthetic import make_study
 from sharing.staged import CACHE_NAME, instance_path, is_uid, manifest
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from exchange.dicom.synthetic import SyntheticPatient, make_study
+from dicomkit.sim.synthetic import SyntheticPatient, make_study
 from sharing import services, staging
 from sharing.models import SecondOpinion, ShareLink
 from sharing.sr import BASIC_TEXT_SR

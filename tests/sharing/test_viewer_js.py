@@ -28,7 +28,7 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 from pynetdicom.sop_class import BasicTextSRStorage
 
-from exchange.dicom.synthetic import SyntheticPatient, make_study
+from dicomkit.sim.synthetic import SyntheticPatient, make_study
 from sharing import rendering, staged
 from tests.browser.conftest import chromium  # noqa: F401 - the session's browser (one Playwright per process)
 

@@ -14,8 +14,8 @@ from pydicom.uid import generate_uid
 
 from accounts.models import User
 from accounts.roles import Role
+from dicomkit.sim.synthetic import make_study
 from directory.models import Gateway, Trust
-from exchange.dicom.synthetic import make_study
 from tests.dicom.orthanc import OrthancProcess
 from tests.helpers import grant, make_user
 

@@ -13,13 +13,13 @@ import pytest
 from pydicom import dcmread
 
 from audit.models import AuditEvent
+from dicomkit import GatewayError, StoreResult, dicomweb
+from dicomkit.dimse import DimseClient
+from dicomkit.gateway import GatewayClient
+from dicomkit.retrieval import Retrieval, describe
+from dicomkit.sim.synthetic import make_study
+from dicomkit.spool import TEMP_PREFIX
 from directory.models import SharingAgreement
-from exchange.dicom import GatewayError, StoreResult, dicomweb
-from exchange.dicom.dimse import DimseClient
-from exchange.dicom.gateway import GatewayClient
-from exchange.dicom.retrieval import Retrieval, describe
-from exchange.dicom.spool import TEMP_PREFIX
-from exchange.dicom.synthetic import make_study
 from exchange.models import QuarantinedInstance
 from tests.helpers import api_as
 from transfers import engine, services

@@ -2,7 +2,7 @@
 receiver (for C-MOVE): API push → worker → the destination's own index lists every instance.
 
 Two real Orthanc servers: (C-GET, C-MOVE, WADO-RS) x (C-STORE, STOW-RS). Two simulated PACS
-(exchange/dicom/sim_pacs.py), which speak DIMSE only (no DICOMweb): (C-GET, C-MOVE) x C-STORE.
+(dicomkit/sim/pacs.py), which speak DIMSE only (no DICOMweb): (C-GET, C-MOVE) x C-STORE.
 A 300-instance CT and a three-series MR go through every pair.
 Servers, studies, the worker and the receiver are shared by the module to keep it quick.
 """
@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from dicomkit import GatewayConfig, client_for
+from dicomkit.sim.pacs import SimulatedPacs
+from dicomkit.sim.synthetic import make_study
 from directory.models import Gateway, SharingAgreement
-from exchange.dicom import GatewayConfig, client_for
-from exchange.dicom.sim_pacs import SimulatedPacs
-from exchange.dicom.synthetic import make_study
 from tests.dicom.orthanc import OrthancProcess, free_port
 from transfers.models import InstanceState
 

@@ -9,7 +9,7 @@ from celery.exceptions import Retry
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from exchange.dicom import GatewayError
+from dicomkit import GatewayError
 from transfers import engine, services, tasks
 from transfers.models import Status, Transfer
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exchange import nhs
-from exchange.dicom.synthetic import CHARSETS, COMPRESSIONS, MODALITIES, NHS_STORES, SyntheticPatient, make_study
+from dicomkit import nhs
+from dicomkit.sim.synthetic import CHARSETS, COMPRESSIONS, MODALITIES, NHS_STORES, SyntheticPatient, make_study
 
 
 class Command(BaseCommand):

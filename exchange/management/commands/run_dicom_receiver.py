@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exchange.dicom.errors import ConfigurationError
+from dicomkit.errors import ConfigurationError
 from exchange.receiver import build_receiver
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from exchange.dicom.errors import ConfigurationError
-from exchange.dicom.sim_pacs import SimulatedPacs, parse_destination
-from exchange.dicom.transcode import ACCEPTED, UNCOMPRESSED
+from dicomkit.errors import ConfigurationError
+from dicomkit.sim.pacs import SimulatedPacs, parse_destination
+from dicomkit.transcode import ACCEPTED, UNCOMPRESSED
 
 
 class Command(BaseCommand):

@@ -7,8 +7,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
-from exchange import nhs
-
+from . import nhs
 from .models import OtherPatientID
 
 NHS_ISSUER = "NHS"

@@ -18,9 +18,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from .dedupe import Seen
-from .identity import OTHER_PATIENT_IDS, other_patient_ids, person_name, text, values
-from .spool import TEMP_PREFIX, sha256_of
+from ..dedupe import Seen
+from ..identity import OTHER_PATIENT_IDS, other_patient_ids, person_name, text, values
+from ..spool import TEMP_PREFIX, sha256_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (

@@ -32,9 +32,8 @@ from pynetdicom.sop_class import (
     MRImageStorage,
 )
 
-from exchange import nhs
-
-from .identity import OTHER_PATIENT_IDS
+from .. import nhs
+from ..identity import OTHER_PATIENT_IDS
 
 COMPRESSIONS: dict[str, UID] = {
     "jpeg-baseline": JPEGBaseline8Bit,

@@ -27,15 +27,15 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from .association import NODELAY_HANDLERS, new_ae, settle
-from .config import validate_ae_title
-from .errors import InvalidInstance
-from .intake import Intake, Peer, Route
-from .server import ListenerLifecycle
-from .sim_index import QueryError, SimIndex, StoredInstance
-from .spool import file_name_for, sweep_temp_files
-from .transcode import ACCEPTED, UNCOMPRESSED, decompressed, storage_proposal
-from .validate import InstanceInfo
+from ..association import NODELAY_HANDLERS, new_ae, settle
+from ..config import validate_ae_title
+from ..errors import InvalidInstance
+from ..intake import Intake, Peer, Route
+from ..server import ListenerLifecycle
+from ..spool import file_name_for, sweep_temp_files
+from ..transcode import ACCEPTED, UNCOMPRESSED, decompressed, storage_proposal
+from ..validate import InstanceInfo
+from .index import QueryError, SimIndex, StoredInstance
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,7 @@ from collections.abc import Iterable
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from exchange import nhs
-
+from . import nhs
 from .identity import OTHER_PATIENT_IDS, nhs_number_of, other_patient_ids, person_name, text, values
 from .models import Instance, Series, Study, StudyQuery
 
