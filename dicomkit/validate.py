@@ -14,6 +14,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
+from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
@@ -65,7 +66,21 @@ def inspect_file(
 
     A file the fast structural walk finds whole is judged on what the walk read. Anything else (damage,
     an unusual transfer syntax) is read by pydicom, whose reasons stand; but a file that ends before its
-    own headers say it does is refused even where pydicom reads it without complaint."""
+    own headers say it does is refused even where pydicom reads it without complaint.
+
+    Whatever a check trips over in a damaged file is a refusal with a reason, never an exception the
+    receiver would answer "out of resources" for (a sender retries those for ever)."""
+    try:
+        return _inspect(path, expected_sop_instance_uid, expected_sop_class_uid)
+    except (InvalidInstance, OSError, MemoryError):
+        raise
+    except Exception as exc:  # any other failure is the data's doing
+        raise InvalidInstance(
+            f"the data set could not be checked, it is damaged ({type(exc).__name__}: {exc})", CANNOT_UNDERSTAND
+        ) from exc
+
+
+def _inspect(path: Path | str, expected_sop_instance_uid: str, expected_sop_class_uid: str) -> InstanceInfo:
     truncated: structure.Truncated | None = None
     try:
         facts = structure.scan(path)
@@ -120,6 +135,7 @@ def inspect_dataset(
 
 
 def _facts_of(ds: Dataset, transfer_syntax: str) -> structure.Scan:
+    counts = {name: len(ds[name].value) for name in structure.SINGLE_VALUED.values() if _many(ds, name)}
     facts = structure.Scan(
         transfer_syntax,
         sop_class_uid=_text(ds, "SOPClassUID"),
@@ -130,8 +146,10 @@ def _facts_of(ds: Dataset, transfer_syntax: str) -> structure.Scan:
         columns=_int(ds, "Columns"),
         bits_allocated=_int(ds, "BitsAllocated"),
         samples=_int(ds, "SamplesPerPixel"),
+        bits_stored=_int(ds, "BitsStored"),
         frames=str(ds.get("NumberOfFrames", "") or ""),
         float_pixel_data=bool({"FloatPixelData", "DoubleFloatPixelData"} & set(ds.dir())),
+        value_counts=counts,
     )
     if "PixelData" not in ds:
         return facts
@@ -150,15 +168,32 @@ def _text(ds: Dataset, keyword: str) -> str:
     return str(ds.get(keyword, "") or "").strip("\0 ")
 
 
+def _many(ds: Dataset, keyword: str) -> bool:
+    return keyword in ds and isinstance(ds[keyword].value, (list, tuple, MultiValue))
+
+
 def _int(ds: Dataset, keyword: str) -> int | None:
+    """The first value (`_check` refuses an attribute of several values), or None when empty."""
     value = ds.get(keyword)
-    return None if value is None or value == "" else int(value)
+    if isinstance(value, (list, tuple, MultiValue)):
+        value = value[0] if len(value) else None
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInstance(f"{keyword} holds {value!r}, which is not a number", DATASET_MISMATCH) from exc
 
 
 def _check(
     facts: structure.Scan, *, expected_sop_instance_uid: str = "", expected_sop_class_uid: str = ""
 ) -> InstanceInfo:
     """The rules every instance must pass, whichever reader read it."""
+    if facts.value_counts:
+        keyword, count = next(iter(facts.value_counts.items()))
+        raise InvalidInstance(
+            f"{keyword} holds {count} values where the standard allows one: the header is damaged", DATASET_MISMATCH
+        )
     sop_instance = _uid(facts.sop_instance_uid, "SOP Instance UID (0008,0018)")
     sop_class = _uid(facts.sop_class_uid, "SOP Class UID (0008,0016)")
     if expected_sop_instance_uid and sop_instance != expected_sop_instance_uid.strip("\0 "):

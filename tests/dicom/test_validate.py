@@ -51,3 +51,35 @@ def test_it_accepts_a_whole_instance(ct: Path) -> None:
 def test_it_notices_a_uid_that_differs_from_the_request(ct: Path) -> None:
     with pytest.raises(InvalidInstance, match="differs from the request"):
         inspect_file(ct, expected_sop_instance_uid="1.2.3")
+
+
+def corpus_file(name: str) -> Path:
+    from pydicom.data import get_testdata_file
+
+    return Path(get_testdata_file(name))
+
+
+@pytest.mark.parametrize(
+    ("name", "tag", "keyword"),
+    [
+        ("MR_small_jpeg_ls_lossless.dcm", (0x0028, 0x0010), "Rows"),
+        ("MR_small_jpeg_ls_lossless.dcm", (0x0028, 0x0100), "BitsAllocated"),
+        ("CT_small.dcm", (0x0028, 0x0100), "BitsAllocated"),
+    ],
+)
+def test_an_image_attribute_read_as_many_values_is_refused_with_a_reason(
+    tmp_path: Path, name: str, tag: tuple[int, int], keyword: str
+) -> None:
+    """A length of 0xFFFF makes pydicom read Rows or Bits Allocated as a run of values: a refusal that says
+    so, never an exception the receiver would answer 0xA700 for."""
+    bad = badfiles.with_element_length(corpus_file(name), tmp_path / "bad.dcm", tag, 0xFFFF)
+    with pytest.raises(InvalidInstance, match=keyword) as caught:
+        inspect_file(bad)
+    assert caught.value.status in (CANNOT_UNDERSTAND, DATASET_MISMATCH)
+
+
+@pytest.mark.parametrize("keyword", ["BitsAllocated", "Rows", "SamplesPerPixel"])
+def test_a_well_formed_image_attribute_with_two_values_is_refused(ct: Path, tmp_path: Path, keyword: str) -> None:
+    with pytest.raises(InvalidInstance, match=f"{keyword}.*2 values") as caught:
+        inspect_file(badfiles.with_two_values(ct, tmp_path / "two.dcm", keyword))
+    assert caught.value.status == DATASET_MISMATCH
