@@ -121,7 +121,7 @@ class AllowList:
         self.miss_reload_seconds = miss_reload_seconds
         self._resolve = resolver
         self._entries: dict[tuple[str, str], Caller] = {}  # (AE title, address) -> caller
-        self._loaded_at = 0.0
+        self._missed_at = float("-inf")  # when an unknown caller last made us reload
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,7 +135,6 @@ class AllowList:
                 entries.setdefault((caller.ae_title.strip(), address), caller)
         with self._lock:
             self._entries = entries
-            self._loaded_at = time.monotonic()
         return len(entries)
 
     def match(self, ae_title: str, address: str) -> Caller | None:
@@ -143,8 +142,11 @@ class AllowList:
         key = (ae_title.strip(), normal_ip(address))
         with self._lock:
             found = self._entries.get(key)
-            stale = time.monotonic() - self._loaded_at >= self.miss_reload_seconds
-        if found is None and stale:
+            now = time.monotonic()
+            reload = found is None and now - self._missed_at >= self.miss_reload_seconds
+            if reload:
+                self._missed_at = now
+        if reload:
             try:
                 self.reload()
             except Exception:
