@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import evt
 
+from . import pixels
 from .config import validate_ae_title
 from .dedupe import ReceivedIndex, Seen
 from .errors import ConfigurationError, InvalidInstance
@@ -67,6 +68,7 @@ class Arrival:
     job_label: str = ""
     duplicate: bool = False
     file_sha256: str = ""  # of the whole file at `path`, when it was hashed while written ("" if not)
+    pixel_warning: str = ""  # stored, but the first frame did not decode here (see `pixels`)
 
 
 ArrivalHook = Callable[[Arrival], None]
@@ -148,6 +150,7 @@ class Intake:
         on_quarantine: QuarantineHook | None = None,
         durable: bool = True,
         consumed_copies_count: bool = False,
+        decode_check: bool = False,
     ) -> None:
         # durable=False skips the fsyncs, for a scratch spool that a crash throws away anyway (a
         # retrieval's, whose caller's ledger, not the file, says what has arrived): ~2 fsyncs per instance.
@@ -156,6 +159,9 @@ class Intake:
         # retrieval's caller deletes each copy once passed on, so there a gone copy still counts: a later
         # copy is a repeat or, if it differs, a conflict, never a new arrival.
         self.consumed_copies_count = consumed_copies_count
+        # Try to decode the first compressed frame of each new arrival and flag it if that fails (a few ms
+        # to tens of ms a frame): for the portal's receiver; a retrieval passes instances on and need not.
+        self.decode_check = decode_check
         self.incoming_dir = incoming_dir
         self.quarantine_dir = quarantine_dir
         self.index = index
@@ -231,6 +237,8 @@ class Intake:
         context["sop_class_uid"] = context["sop_class_uid"] or info.sop_class_uid
         route = self.route(info, peer)
         final = route.folder / file_name_for(info.sop_instance_uid)
+        # Before the file is committed: a C-MOVE job's worker may take it from the job folder at once.
+        pixel_warning = pixels.decode_problem(temp, info.compressed_frame_bytes) if self.decode_check else None
         with self._lock:
             if route.job is not None:
                 # A C-MOVE job's arrival lands in the job's own folder, which its worker empties: repeats
@@ -270,6 +278,7 @@ class Intake:
             job_label=route.job.label if route.job else "",
             duplicate=seen is not None,
             file_sha256=file_sha256,
+            pixel_warning=pixel_warning or "",
         )
         if self.on_arrival is not None:
             try:

@@ -36,6 +36,8 @@ class StorageReceiver(ListenerLifecycle):
     (calling AE title at a known address); always at most `max_associations`, `max_per_peer` for one
     caller. Associations idle for `network_timeout` seconds are aborted. Data sets are written to disk
     as they arrive (see `association.configure_pynetdicom`), so memory does not grow with instance size.
+    With `decode_check`, an instance whose first compressed frame our decoders cannot decode is stored
+    and flagged (`Arrival.pixel_warning`); one whose frame header is impossible is quarantined (`pixels`).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class StorageReceiver(ListenerLifecycle):
         allow_list: AllowList | None = None,
         max_associations: int = 50,
         max_per_peer: int = 10,
+        decode_check: bool = True,
         on_arrival: ArrivalHook | None = None,
         on_quarantine: QuarantineHook | None = None,
         on_refused: RefusalHook | None = None,
@@ -73,6 +76,7 @@ class StorageReceiver(ListenerLifecycle):
             route=self._route,
             on_arrival=on_arrival,
             on_quarantine=on_quarantine,
+            decode_check=decode_check,
         )
         self._transfer_syntaxes = list(transfer_syntaxes)
         self._allowed = [validate_ae_title(a) for a in allowed_calling_aes] if allowed_calling_aes else []

@@ -24,6 +24,7 @@ UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA = 0x7FE00010, 0x7FE00008, 0x7FE00009
 MAX_DEPTH = 32  # sequences nest a few levels in real data; a deeper nest is a crafted file
+FIRST_FRAGMENT_HEAD = 64 * 1024  # of the first compressed fragment, kept for `pixels`: any frame header fits
 
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())  # 2 reserved bytes, 4-byte length
 _SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
@@ -46,6 +47,7 @@ SINGLE_VALUED = {
     0x00280103: "PixelRepresentation",
 }
 _NUMBER_OF_FRAMES = 0x00280008
+_PHOTOMETRIC = 0x00280004
 _TAG = struct.Struct("<HH")
 _EXPLICIT_HEAD = struct.Struct("<HH2sH")
 _IMPLICIT_HEAD = struct.Struct("<HHI")
@@ -89,6 +91,9 @@ class Scan:
     frames: str = ""
     pixel_data_bytes: int | None = None  # native Pixel Data's length; None when absent
     fragments: int | None = None  # items in encapsulated Pixel Data (Basic Offset Table included)
+    first_fragment: bytes | None = None  # the start of the first fragment after the Basic Offset Table
+    first_fragment_length: int = 0
+    photometric: str = ""
     float_pixel_data: bool = False
     value_counts: dict[str, int] = field(default_factory=dict)  # of SINGLE_VALUED attributes that hold != 1
 
@@ -275,6 +280,9 @@ class _Walker:
                 raise Damaged(f"the encapsulated Pixel Data holds a malformed item at byte {at}")
             if at + 8 + length > len(data):
                 raise Truncated(f"a Pixel Data fragment at byte {at} runs past the end of the file: it is truncated")
+            if count == 1 and depth == 0:
+                self.result.first_fragment = bytes(data[at + 8 : at + 8 + min(length, FIRST_FRAGMENT_HEAD)])
+                self.result.first_fragment_length = length
             count += 1
             at += 8 + length
 
@@ -289,6 +297,8 @@ class _Walker:
             setattr(result, _USHORTS[tag], value)
         elif tag == _NUMBER_OF_FRAMES:
             result.frames = _text(self.data[start : start + length])
+        elif tag == _PHOTOMETRIC:
+            result.photometric = _text(self.data[start : start + length])
         elif tag == PIXEL_DATA:
             result.pixel_data_bytes = length
         elif tag in (FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA):

@@ -53,6 +53,7 @@ def build_receiver(
         max_associations=settings.DICOM_RECEIVER_MAX_ASSOCIATIONS,
         max_per_peer=settings.DICOM_RECEIVER_MAX_PER_PEER,
         network_timeout=settings.DICOM_RECEIVER_IDLE_TIMEOUT,
+        decode_check=settings.DICOM_RECEIVER_DECODE_CHECK,
         on_arrival=_in_own_connection(services.received_instance_record),
         on_quarantine=_in_own_connection(services.quarantined_instance_record),
         on_refused=_in_own_connection(services.receiver_refusal_record),

@@ -288,6 +288,7 @@ def received_instance_record(arrival: Arrival) -> ReceivedInstance:
         job_id=arrival.job_id or "",
         job_label=arrival.job_label[:200],
         duplicate=arrival.duplicate,
+        pixel_warning=arrival.pixel_warning,
         received_at=arrival.received_at,
     )
 

@@ -234,6 +234,9 @@ DICOM_RECEIVER_MAX_ASSOCIATIONS = env.int("DICOM_RECEIVER_MAX_ASSOCIATIONS", def
 DICOM_RECEIVER_MAX_PER_PEER = env.int("DICOM_RECEIVER_MAX_PER_PEER", default=10)
 DICOM_RECEIVER_IDLE_TIMEOUT = env.float("DICOM_RECEIVER_IDLE_TIMEOUT", default=60.0)
 DICOM_RECEIVER_ALLOW_LIST_REFRESH = env.float("DICOM_RECEIVER_ALLOW_LIST_REFRESH", default=30.0)
+# Try to decode the first compressed frame of each arrival and flag the ones our decoders cannot decode
+# (stored all the same): a few to tens of milliseconds a compressed frame; off to save that CPU.
+DICOM_RECEIVER_DECODE_CHECK = env.bool("DICOM_RECEIVER_DECODE_CHECK", default=True)
 if not 1 <= DICOM_RECEIVER_MAX_PER_PEER <= DICOM_RECEIVER_MAX_ASSOCIATIONS <= 1000:
     raise ImproperlyConfigured(
         "DICOM_RECEIVER_MAX_PER_PEER must be at least 1 and at most DICOM_RECEIVER_MAX_ASSOCIATIONS (at most 1000)."

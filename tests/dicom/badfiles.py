@@ -88,3 +88,22 @@ def with_two_values(source: Path, out: Path, keyword: str = "BitsAllocated") -> 
     ds[keyword].value = [value, value]
     ds.save_as(out, enforce_file_format=True)
     return out
+
+
+def first_frame_at(data: bytes) -> int:
+    """Where the first compressed frame (the fragment after the Basic Offset Table) starts in a file."""
+    import io
+
+    from pydicom import dcmread
+    from pydicom.encaps import generate_fragments
+
+    frames = list(generate_fragments(dcmread(io.BytesIO(data)).PixelData))
+    return data.index(frames[1][:32])
+
+
+def flipped_in_first_frame(source: Path, out: Path, offset: int, bit: int) -> Path:
+    """One bit of the first compressed frame flipped (a header bit flip when `offset` is small)."""
+    data = bytearray(source.read_bytes())
+    data[first_frame_at(bytes(data)) + offset] ^= 1 << bit
+    out.write_bytes(renamed(bytes(data), source))
+    return out

@@ -218,3 +218,30 @@ def test_an_instance_the_checks_cannot_read_is_quarantined_not_answered_out_of_r
     assert "Rows" in str(record["reason"])
     assert Path(str(record["path"])).read_bytes()[-1000:] == bad.read_bytes()[-1000:]
     assert any(q.sop_instance_uid == sop for q in recorder.quarantined)
+
+
+def test_an_image_our_decoders_cannot_decode_is_stored_as_sent_and_flagged(
+    receiver: StorageReceiver, recorder: Recorder, tmp_path: Path
+) -> None:
+    """pydicom's JPEG-lossy.dcm is a real 12-bit JPEG that libjpeg and Pillow here refuse: never dropped."""
+    from pydicom.data import get_testdata_file
+
+    source = Path(get_testdata_file("JPEG-lossy.dcm"))
+    lossy = tmp_path / "lossy.dcm"
+    lossy.write_bytes(badfiles.renamed(source.read_bytes(), source))
+    sop = str(read_file_meta_info(lossy).MediaStorageSOPInstanceUID)
+    (result,) = send(receiver, lossy)
+    assert result.ok
+    (arrival,) = recorder.arrivals_for(sop)
+    assert "did not decode with the portal's decoders" in arrival.pixel_warning
+    assert dataset_sha256(arrival.path) == dataset_sha256(lossy)
+
+
+def test_a_frame_header_bit_flip_is_quarantined(receiver: StorageReceiver, tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    bad = badfiles.flipped_in_first_frame(Path(get_testdata_file("MR_small_RLE.dcm")), tmp_path / "rle.dcm", 0, 0)
+    sop = str(read_file_meta_info(bad).MediaStorageSOPInstanceUID)
+    (result,) = send(receiver, bad)
+    assert not result.ok and result.status == DATASET_MISMATCH
+    assert "segments" in str(sidecar_for(receiver, sop)["reason"])

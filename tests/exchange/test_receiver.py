@@ -239,3 +239,19 @@ def wait_for(probe, timeout: float = 10.0):
     while not (found := probe()) and time.monotonic() < deadline:
         time.sleep(0.2)
     return found
+
+
+def test_an_image_the_portal_cannot_decode_is_received_and_flagged_for_imaging_managers(
+    receiver_port: int, alpha_gateway: Gateway, tmp_path: Path, amir
+) -> None:
+    from pydicom.data import get_testdata_file
+
+    from tests.helpers import signed_in
+
+    lossy = get_testdata_file("JPEG-lossy.dcm")  # -xx: propose JPEG Extended, its transfer syntax
+    done = dcmtk("storescu", "-xx", "-aet", "ALPHA_PACS", "-aec", RECEIVER_AE, "127.0.0.1", str(receiver_port), lossy)
+    assert done.returncode == 0, done.stderr
+    row = ReceivedInstance.objects.get()
+    assert "did not decode with the portal's decoders" in row.pixel_warning
+    page = signed_in(amir).get("/receiver/").content.decode()
+    assert "Image not decodable here" in page and "did not decode" in page
