@@ -4,7 +4,9 @@ A receiver that answers anyone can be starved: ten idle associations took every 
 default slots and a trust's C-ECHO was refused. So, in the order they are checked:
 
 * **Connections per address** (at TCP accept, before a byte is read): an address may hold at most
-  `max_pending_per_address` connections that have not been admitted, so silence cannot hoard threads.
+  `max_pending_per_address` connections that have not been admitted (all addresses together, four times
+  `max_associations`), so silence cannot hoard threads; a connection silent before its A-ASSOCIATE-RQ
+  ends after the ACSE timeout, one stalled in the middle of a PDU after the network timeout.
 * **Allow-list** (on the A-ASSOCIATE-RQ): the calling AE title must be a known caller's, calling from
   one of that caller's addresses (its host, resolved). Anyone else gets A-ASSOCIATE-RJ "calling AE title
   not recognised" (permanent) and the refusal is reported.
@@ -200,22 +202,37 @@ class Admission:
         self.on_refused = on_refused
         self.report_every = report_every
         self._admitted: weakref.WeakKeyDictionary[Association, tuple[str, str]] = weakref.WeakKeyDictionary()
+        self._pending: dict[socket.socket, _Pending] = {}  # connections taken and not (yet) admitted
         self._lock = threading.Lock()
         self._reported: dict[tuple[str, str, str], tuple[float, int]] = {}  # key -> (last report, suppressed)
 
     # --- at TCP accept ---------------------------------------------------------------------------
 
-    def may_connect(self, address: str, acceptors: Iterable[Association]) -> bool:
-        """Whether to take a new connection from `address`, given the receiver's live acceptor threads."""
+    def may_connect(self, address: str) -> bool:
+        """Whether to take a new connection from `address`, given the connections not yet admitted."""
         ip = normal_ip(address)
-        live = list(acceptors)
         with self._lock:
-            admitted = {id(a) for a in self._admitted if a.is_alive()}
-        pending = [a for a in live if id(a) not in admitted]
-        if len(pending) >= self.max_associations + self.max_pending_per_address:
-            return False  # a crowd of silent connections from many addresses: stop taking more
-        from_here = sum(1 for a in pending if normal_ip(_address(a)) == ip)
-        return from_here < self.max_pending_per_address
+            self._forget_ended()
+            pending = list(self._pending.values())
+        if len(pending) >= 4 * self.max_associations:
+            return False  # a crowd of silent connections from many addresses: each lasts a timeout at most
+        return sum(1 for p in pending if p.ip == ip) < self.max_pending_per_address
+
+    def opened(self, sock: socket.socket, address: str) -> None:
+        """A connection taken (counted from here, before pynetdicom has started its threads)."""
+        with self._lock:
+            self._pending[sock] = _Pending(normal_ip(address), time.monotonic())
+
+    def _forget_ended(self) -> None:
+        """Drop pending connections that have closed, or whose association thread has ended."""
+        now = time.monotonic()
+        for sock, pending in list(self._pending.items()):
+            assoc = pending.assoc() if pending.assoc is not None else None
+            ended = sock.fileno() == -1 or (
+                assoc is None and (pending.assoc is not None or now - pending.since > _STARTUP_GRACE)
+            )
+            if ended or (assoc is not None and not assoc.is_alive() and assoc.ident is not None):
+                del self._pending[sock]
 
     # --- on the A-ASSOCIATE-RQ -------------------------------------------------------------------
 
@@ -236,6 +253,7 @@ class Admission:
                 reason = f"{calling!r} at {ip} already holds {mine} associations, the limit for one peer"
                 return REJECT_LIMIT, Refusal(PEER_LIMIT, reason, calling, called_ae.strip(), ip)
             self._admitted[assoc] = (calling, ip)
+            self._pending.pop(_socket_of(assoc), None)  # type: ignore[arg-type]
         return None
 
     def admitted_count(self) -> int:
@@ -281,12 +299,16 @@ class Admission:
         assoc.kill()  # waits for the rejection to go out and the peer to close
         self.report(refusal)
 
-    @staticmethod
-    def on_connection_open(event: evt.Event) -> None:
-        """EVT_CONN_OPEN: refuse to read a PDU longer than MAX_PDU_RECEIVED (the connection closes)."""
+    def on_connection_open(self, event: evt.Event) -> None:
+        """EVT_CONN_OPEN: tie the connection to its association, and refuse to read a PDU longer than
+        MAX_PDU_RECEIVED (the connection closes)."""
         sock = event.assoc.dul.socket
         if sock is None:
             return
+        with self._lock:
+            pending = self._pending.get(sock.socket)  # type: ignore[arg-type]
+            if pending is not None:
+                pending.assoc = weakref.ref(event.assoc)
         read = sock.recv
 
         def bounded_recv(nr_bytes: int) -> bytearray:
@@ -307,9 +329,17 @@ class AdmittingServer(ThreadedAssociationServer):
         self.admission = admission
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        # An accepted socket blocks without limit: a peer that sends part of a PDU and then nothing held a
+        # connection and two threads for ever. pynetdicom reads only when data is waiting, so this limits
+        # a stall in the middle of a PDU (or of a send), never an idle association (network_timeout does).
+        request.settimeout(self.ae.network_timeout)
+        self.admission.opened(request, _host(client_address))
+        super().process_request(request, client_address)  # type: ignore[arg-type]
+
     def verify_request(self, request: object, client_address: object) -> bool:
-        address = str(client_address[0]) if isinstance(client_address, tuple) else str(client_address)
-        if self.admission.may_connect(address, self.active_associations):
+        address = _host(client_address)
+        if self.admission.may_connect(address):
             return True
         self.admission.report(
             Refusal(
@@ -321,6 +351,24 @@ class AdmittingServer(ThreadedAssociationServer):
             )
         )
         return False
+
+
+@dataclass
+class _Pending:
+    ip: str
+    since: float
+    assoc: weakref.ref[Association] | None = None  # set once pynetdicom has built the association
+
+
+_STARTUP_GRACE = 30.0  # seconds a connection counts before pynetdicom has built its association
+
+
+def _host(client_address: object) -> str:
+    return str(client_address[0]) if isinstance(client_address, tuple) else str(client_address)
+
+
+def _socket_of(assoc: Association) -> socket.socket | None:
+    return getattr(assoc.dul.socket, "socket", None)
 
 
 def _address(assoc: Association) -> str:

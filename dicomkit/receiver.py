@@ -108,7 +108,7 @@ class StorageReceiver(ListenerLifecycle):
         ae.require_called_aet = True
         # Admission counts only the associations it let in; pynetdicom's own count (every connection,
         # silent ones too) must never refuse before it does.
-        ae.maximum_associations = 2 * (self.admission.max_associations + self.admission.max_pending_per_address)
+        ae.maximum_associations = 10 * self.admission.max_associations
         if self._allowed:
             ae.require_calling_aet = self._allowed
         ae.add_supported_context(Verification)

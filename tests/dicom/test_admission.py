@@ -204,6 +204,7 @@ def test_silent_connections_from_one_address_are_capped_and_others_still_get_in(
     finally:
         for sock in silent:
             sock.close()
+    assert settled(lambda: rx.admission.may_connect("127.0.0.8"))  # closed connections stop counting
 
 
 def test_a_pdu_longer_than_the_limit_closes_the_connection(rx: StorageReceiver) -> None:
@@ -255,3 +256,19 @@ def test_a_receiver_whose_allow_list_cannot_load_does_not_start(tmp_path: Path) 
     with pytest.raises(RuntimeError, match="directory_gateway"):
         rx.start()
     assert not [t for t in threading.enumerate() if t.name == "receiver-allow-list"]
+
+
+def test_a_connection_stalled_in_the_middle_of_a_pdu_is_closed_after_the_network_timeout(tmp_path: Path) -> None:
+    """It held a connection and two threads for ever: pynetdicom read the rest of the PDU without a limit."""
+    allow = AllowList(lambda: [PACS])
+    rx = StorageReceiver(
+        RX_AE, free_port(), tmp_path, bind_address="127.0.0.1", allow_list=allow, network_timeout=1, acse_timeout=1
+    ).start()
+    try:
+        sock = _silent("127.0.0.2", rx.port)
+        sock.sendall(b"\x01\x00" + (200).to_bytes(4, "big") + b"\x00" * 10)  # 10 of 200 bytes, then nothing
+        assert _closed_by_peer(sock, within=8)
+        sock.close()
+        assert settled(lambda: not rx._server.active_associations)  # type: ignore[union-attr]
+    finally:
+        rx.stop()
