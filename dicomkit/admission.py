@@ -15,8 +15,9 @@ default slots and a trust's C-ECHO was refused. So, in the order they are checke
 * **In all**: at most `max_associations` admitted associations. Connections refused or not yet admitted
   never count here, so strangers cannot fill the receiver for the callers it knows.
 
-Idle associations end after the receiver's network timeout. Counts are taken from the association
-threads still alive, so a count can never leak when an association ends in some unusual way.
+Idle associations end after the receiver's network timeout. An admitted association counts while its
+thread lives, a connection not yet admitted while its socket is open (and its thread, once it has one):
+a count cannot leak however an association ends.
 """
 
 from __future__ import annotations
