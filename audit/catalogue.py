@@ -116,6 +116,16 @@ RECONCILIATION_HELD = _spec(
     "reconciliation queue", EventID.IMPORT, Action.CREATE, LocalEventType.RECONCILIATION_HELD, "trust study_uids"
 )
 
+RECEIVER_REFUSED = _spec(
+    "receiver refusal",
+    EventID.SECURITY_ALERT,
+    Action.EXECUTE,
+    EventType.NODE_AUTHENTICATION,
+    needs="actor reason",
+    description="The DICOM receiver refused an association from a calling AE title and address not in the "
+    "gateway directory (outcome 4); detail.calling_ae, peer, repeats (refusals since the last such event)",
+)
+
 # --- external consultants -------------------------------------------------------------------------
 SHARE_LINK_CREATED = _spec(
     "share link creation", EventID.EXPORT, Action.CREATE, LocalEventType.SHARE_LINK_CREATED, "trust study_uids reason"

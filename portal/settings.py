@@ -225,6 +225,26 @@ DICOM_AE_TITLE = env.str("DICOM_AE_TITLE", default="IEP_PORTAL")
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 if not 1 <= DICOM_PORT <= 65535:
     raise ImproperlyConfigured(f"DICOM_PORT must be 1-65535, not {DICOM_PORT}.")
+# The receiver (docs/receiver.md): only gateways in the directory may call it, from their hosts; it holds
+# at most MAX_ASSOCIATIONS associations, MAX_PER_PEER of them for one caller (at least the largest gateway
+# max_concurrency that retrieves by C-MOVE: each C-MOVE brings one association), ends associations idle
+# for IDLE_TIMEOUT seconds, and re-reads the directory every ALLOW_LIST_REFRESH seconds (and at once when
+# a caller it does not know calls, so a gateway just registered gets in on its first try).
+DICOM_RECEIVER_MAX_ASSOCIATIONS = env.int("DICOM_RECEIVER_MAX_ASSOCIATIONS", default=50)
+DICOM_RECEIVER_MAX_PER_PEER = env.int("DICOM_RECEIVER_MAX_PER_PEER", default=10)
+DICOM_RECEIVER_IDLE_TIMEOUT = env.float("DICOM_RECEIVER_IDLE_TIMEOUT", default=60.0)
+DICOM_RECEIVER_ALLOW_LIST_REFRESH = env.float("DICOM_RECEIVER_ALLOW_LIST_REFRESH", default=30.0)
+# Try to decode the first compressed frame of each arrival and flag the ones our decoders cannot decode
+# (stored all the same): a few to tens of milliseconds a compressed frame; off to save that CPU.
+DICOM_RECEIVER_DECODE_CHECK = env.bool("DICOM_RECEIVER_DECODE_CHECK", default=True)
+if not 1 <= DICOM_RECEIVER_MAX_PER_PEER <= DICOM_RECEIVER_MAX_ASSOCIATIONS <= 1000:
+    raise ImproperlyConfigured(
+        "DICOM_RECEIVER_MAX_PER_PEER must be at least 1 and at most DICOM_RECEIVER_MAX_ASSOCIATIONS (at most 1000)."
+    )
+if DICOM_RECEIVER_IDLE_TIMEOUT < 5 or not 1 <= DICOM_RECEIVER_ALLOW_LIST_REFRESH <= 3600:
+    raise ImproperlyConfigured(
+        "DICOM_RECEIVER_IDLE_TIMEOUT must be at least 5 s, DICOM_RECEIVER_ALLOW_LIST_REFRESH 1-3600 s."
+    )
 
 # Email: EMAIL_URL (e.g. smtp+tls://user:pass@host:587) or the usual EMAIL_*; console when unset.
 if env.str("EMAIL_URL", default=""):
