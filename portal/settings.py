@@ -340,10 +340,19 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
 X_FRAME_OPTIONS = "DENY"
-if env.bool("BEHIND_TLS_PROXY", default=False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # How many proxies in front of us append to X-Forwarded-For; 0 means trust only REMOTE_ADDR.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT must be 0 or more, not {TRUSTED_PROXY_COUNT}.")
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    # Behind a proxy every request comes from the proxy's address: without the count, share-link guess
+    # limits, sign-in lockouts and audit addresses would all apply to the proxy, i.e. to everyone at once.
+    if "TRUSTED_PROXY_COUNT" not in env.ENVIRON or TRUSTED_PROXY_COUNT < 1:
+        raise ImproperlyConfigured(
+            "BEHIND_TLS_PROXY is set: set TRUSTED_PROXY_COUNT to the number of proxies in front of the portal "
+            "that append to X-Forwarded-For (1 for a single TLS-terminating proxy)."
+        )
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
