@@ -48,7 +48,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "allauth",
@@ -188,6 +187,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
 }
+# API tokens (accounts.tokens): hashed, expiring, listed and revocable at /account/tokens/ and /api/v1/tokens/.
+API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)
+API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=365)
+if not 1 <= API_TOKEN_DEFAULT_DAYS <= API_TOKEN_MAX_DAYS:
+    raise ImproperlyConfigured("API_TOKEN_DEFAULT_DAYS must be between 1 and API_TOKEN_MAX_DAYS.")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Regional Image Exchange Portal API",
     "DESCRIPTION": "Push, request and share DICOM studies between NHS trusts (SPEC section 7).",
@@ -284,7 +288,12 @@ CELERY_TIMEZONE = TIME_ZONE
 # A transfer's status is not a gateway's: name both enums in the OpenAPI schema (else a warning, and
 # `check --deploy --fail-level WARNING` fails).
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
-    {"TransferStatusEnum": "transfers.models.Status", "GatewayStatusEnum": "directory.models.Gateway.Status"}
+    {
+        "TransferStatusEnum": "transfers.models.Status",
+        "GatewayStatusEnum": "directory.models.Gateway.Status",
+        "ServiceAccountRoleEnum": "accounts.roles.SERVICE_ACCOUNT_ROLE_CHOICES",
+        "RoleEnum": "accounts.roles.Role",
+    }
 )
 # Transfers (transfers/): urgent and trauma work has its own queue so routine backlogs never delay it.
 CELERY_TASK_ROUTES = {"transfers.run_transfer": {"queue": "routine"}, "transfers.sweep_stalled": {"queue": "routine"}}

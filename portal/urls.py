@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from rest_framework.routers import DefaultRouter
 
 from accounts import views as accounts_views
-from accounts.apis import MembershipViewSet, MeView, UserViewSet
+from accounts.apis import ApiTokenViewSet, MembershipViewSet, MeView, ServiceAccountViewSet, UserViewSet
 from audit.apis import AuditAlertViewSet, AuditEventViewSet
 from directory.apis import AgreementViewSet, GatewayViewSet, TrustViewSet
 from exchange.apis import StudyDetailView, StudyListView
@@ -26,6 +26,8 @@ admin.site.site_header = "Regional Image Exchange administration"
 router = DefaultRouter()
 router.register("users", UserViewSet, basename="user")
 router.register("memberships", MembershipViewSet, basename="membership")
+router.register("tokens", ApiTokenViewSet, basename="api-token")
+router.register("service-accounts", ServiceAccountViewSet, basename="service-account")
 router.register("trusts", TrustViewSet, basename="trust")
 router.register("gateways", GatewayViewSet, basename="gateway")
 router.register("agreements", AgreementViewSet, basename="agreement")
@@ -50,6 +52,7 @@ urlpatterns = [
     path("", include("pulls.urls")),
     path("", include("reconciliation.urls")),
     path("", include("sharing.urls")),
+    path("", include("accounts.urls")),
     # Ahead of allauth's own: removing the last security key must be refused as the TOTP form refuses it.
     path("accounts/2fa/webauthn/keys/<int:pk>/remove/", accounts_views.remove_webauthn),
     path("accounts/", include("allauth.urls")),
