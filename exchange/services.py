@@ -19,7 +19,16 @@ from django.utils import timezone
 from audit.codes import Action, EventID, Outcome
 from audit.context import SYSTEM, Actor
 from audit.services import record_event
-from dicomkit import Arrival, EchoResult, GatewayError, QuarantineRecord, Series, Study, StudyQuery
+from dicomkit import (
+    Arrival,
+    ConfigurationError,
+    EchoResult,
+    GatewayError,
+    QuarantineRecord,
+    Series,
+    Study,
+    StudyQuery,
+)
 from dicomkit.identity import NHS_ISSUER
 from dicomkit.quarantine import move_record
 from directory.gateways import gateway_client
@@ -136,6 +145,8 @@ def study_search(*, trust: Trust, criteria: dict[str, Any], actor: Actor) -> lis
 def _unavailable_message(trust: Trust, exc: Exception) -> str:
     if isinstance(exc, GatewayUnavailable):
         return str(exc)
+    if isinstance(exc, ConfigurationError):  # our own settings, not the PACS: say who can fix them
+        return f"{exc} An imaging manager of {trust.ods_code} must correct the gateway's settings."
     return f"The PACS of {trust.ods_code} could not be searched just now: {exc}"
 
 

@@ -11,6 +11,19 @@ from rest_framework import serializers
 
 T = TypeVar("T")
 
+# Primary keys are 64-bit (BigAutoField): a larger number cannot name an object, and SQLite raises
+# OverflowError (a 500) when one reaches a query.
+MAX_OBJECT_ID = 2**63 - 1
+
+
+class ObjectIdField(serializers.IntegerField):
+    """An object's database ID in a request body: 1 to MAX_OBJECT_ID."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_OBJECT_ID)
+        super().__init__(**kwargs)
+
 
 def run_service(service: Callable[..., T], **kwargs: Any) -> T:
     """Call a service; its model validation errors become 400 field errors (its transaction rolled back)."""
