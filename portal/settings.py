@@ -184,7 +184,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "portal.schema.PortalAutoSchema",
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
 }
 # API tokens (accounts.tokens): hashed, expiring, listed and revocable at /account/tokens/ and /api/v1/tokens/.
@@ -197,6 +197,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Push, request and share DICOM studies between NHS trusts (SPEC section 7).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema maps every endpoint and parameter: for signed-in staff and API clients only.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
     # Served from our own static files: no CDN, and nothing the Content-Security-Policy must allow.
     "SWAGGER_UI_DIST": "SIDECAR",
