@@ -55,20 +55,22 @@ def redact_query(query: str) -> str:
     return "&".join(parts)
 
 
+def _redact_queries(text: str) -> str:
+    return _QUERY_IN_TEXT.sub(lambda m: "?" + redact_query(m.group(1)), text) if "?" in text else text
+
+
 def redact_urls(text: str) -> str:
     """Share-link tokens and patient-identifying query values out of any text that may hold URLs."""
     if "/s/" in text:
         text = _SHARE_TOKEN.sub("/s/[token]", text)
-    if "?" in text:
-        text = _QUERY_IN_TEXT.sub(lambda m: "?" + redact_query(m.group(1)), text)
-    return text
+    return _redact_queries(text)
 
 
 def redact_query_strings(_logger: object, _name: str, event_dict: dict) -> dict:
     """Patient identifiers in query strings (`?nhs_number=...`) out of every string of a log line."""
     for key, value in event_dict.items():
-        if isinstance(value, str) and "?" in value:
-            event_dict[key] = _QUERY_IN_TEXT.sub(lambda m: "?" + redact_query(m.group(1)), value)
+        if isinstance(value, str):
+            event_dict[key] = _redact_queries(value)
     return event_dict
 
 
