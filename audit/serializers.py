@@ -166,7 +166,11 @@ class VerificationSerializer(serializers.Serializer):
 
 class VerifyRequestSerializer(serializers.Serializer):
     from_seq = serializers.IntegerField(
-        required=False, min_value=1, default=1, help_text="Verify from this event on (1: the whole chain)."
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        default=1,
+        help_text="Verify from this event on (1: the whole chain).",
     )
     since_last_digest = serializers.BooleanField(
         required=False,

@@ -58,6 +58,8 @@ SeriesListSerializer = inline_serializer(
 )
 StudyDetailSerializer = inline_serializer("StudyDetail", {**_STUDY_FIELDS, "series": SeriesListSerializer})
 _DATE_PARAMS = {"birth_date", "study_date_from", "study_date_to"}
+# The trust's PACS could not be asked (down, unreachable, or its gateway's settings cannot work).
+GatewayUnavailableSerializer = inline_serializer("GatewayUnavailable", {"detail": serializers.CharField()})
 
 
 class StudyListView(APIView):
@@ -69,7 +71,7 @@ class StudyListView(APIView):
         parameters=[
             OpenApiParameter(name, OpenApiTypes.DATE if name in _DATE_PARAMS else OpenApiTypes.STR) for name in CRITERIA
         ],
-        responses={200: StudyListSerializer},
+        responses={200: StudyListSerializer, 503: GatewayUnavailableSerializer},
     )
     def get(self, request: Request, ods_code: str) -> Response:
         trust = trust_for_study_search(request.user, ods_code)
@@ -91,7 +93,7 @@ class StudyListView(APIView):
 class StudyDetailView(APIView):
     """A study's series with instance counts; viewing it is on the audit trail (110103)."""
 
-    @extend_schema(responses={200: StudyDetailSerializer})
+    @extend_schema(responses={200: StudyDetailSerializer, 503: GatewayUnavailableSerializer})
     def get(self, request: Request, ods_code: str, study_uid: str) -> Response:
         trust = trust_for_study_search(request.user, ods_code)
         try:

@@ -20,7 +20,18 @@ from audit import catalogue
 from audit.codes import Action, ActorType, EventID, Outcome
 from audit.context import SYSTEM, Actor
 from audit.services import record_event
-from dicomkit import Arrival, Caller, EchoResult, GatewayError, QuarantineRecord, Refusal, Series, Study, StudyQuery
+from dicomkit import (
+    Arrival,
+    Caller,
+    ConfigurationError,
+    EchoResult,
+    GatewayError,
+    QuarantineRecord,
+    Refusal,
+    Series,
+    Study,
+    StudyQuery,
+)
 from dicomkit.admission import UNKNOWN_CALLER
 from dicomkit.identity import NHS_ISSUER
 from dicomkit.quarantine import move_record
@@ -138,6 +149,8 @@ def study_search(*, trust: Trust, criteria: dict[str, Any], actor: Actor) -> lis
 def _unavailable_message(trust: Trust, exc: Exception) -> str:
     if isinstance(exc, GatewayUnavailable):
         return str(exc)
+    if isinstance(exc, ConfigurationError):  # our own settings, not the PACS: say who can fix them
+        return f"{exc} An imaging manager of {trust.ods_code} must correct the gateway's settings."
     return f"The PACS of {trust.ods_code} could not be searched just now: {exc}"
 
 
