@@ -26,7 +26,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,6 @@ from django.db import connections, router, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from audit import catalogue
-from audit.codes import Outcome
 from audit.context import system_actor
 from dicomkit import GatewayClient, GatewayError, Instance, RetrievedInstance, StoreResult, Study, StudyQuery
 from dicomkit.spool import sha256_of
@@ -49,7 +46,7 @@ from exchange import services as exchange_services
 from exchange.models import QuarantinedInstance
 from reconciliation import services as reconciliation
 
-from . import notifications, slots
+from . import completion, slots
 from .models import FINISHED, InstanceState, Status, Transfer, TransferInstance
 
 # Instances per C-STORE association / STOW-RS request, and per ledger write: fewer, larger batches cost
@@ -269,11 +266,9 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
             _verify(transfer, clients.destination, verifier.finish())
         if reconciliation.wait_for_reconciliation(transfer, owner):
             return Status.AWAITING_RECONCILIATION
-        status = _finish(transfer, owner)
-        reconciliation.transfer_finished(transfer_id)
-        return status
+        return _finish(transfer, owner)
     except Stopped:
-        _record_cancelled(transfer_id, owner)
+        completion.record_stopped(transfer_id, owner)
         return "stopped"
     finally:
         for helper in (planner, verifier):
@@ -868,72 +863,10 @@ class _Verifier:
 
 
 def _finish(transfer: Transfer, owner: str) -> str:
-    with transaction.atomic():
-        locked = Transfer.objects.select_for_update().get(pk=transfer.pk)
-        if locked.status in FINISHED or locked.lease_owner != owner:
-            raise Stopped
-        counts = _counts(locked)
-        failed_rows = locked.instances.filter(state=InstanceState.FAILED)
-        errors = [e for e in locked.errors if "sop_instance_uid" not in e] + [
-            {"sop_instance_uid": uid, "study_instance_uid": study, "error": error}
-            for uid, study, error in failed_rows.values_list("sop_instance_uid", "study_instance_uid", "last_error")[
-                :200
-            ]
-        ]
-        if not counts["failed"] and not errors:
-            locked.status, outcome = Status.COMPLETED, Outcome.SUCCESS
-        elif counts["stored"]:
-            locked.status, outcome = Status.COMPLETED_WITH_ERRORS, Outcome.MINOR_FAILURE
-        else:
-            locked.status, outcome = Status.FAILED, Outcome.SERIOUS_FAILURE
-        locked.errors = errors
-        locked.completed_at = timezone.now()
-        locked.first_transient_error_at, locked.transient_failures = None, 0
-        locked.save()
-        record_completion(locked, outcome, counts)
-        transaction.on_commit(partial(notifications.transfer_finished, locked.pk))
-    return locked.status
-
-
-def _counts(transfer: Transfer) -> dict[str, int]:
-    states = dict.fromkeys(InstanceState.values, 0)
-    for state in transfer.instances.values_list("state", flat=True):
-        states[state] += 1
-    return {"total": sum(states.values()), "stored": states["stored"], "failed": states["failed"]}
-
-
-def record_completion(transfer: Transfer, outcome: int, counts: dict[str, int], reason: str = "") -> None:
-    """110104 DICOM Instances Transferred: who, which patient and studies, from where to where, how it went."""
-    catalogue.TRANSFER_COMPLETED.record(
-        actor=ACTOR,
-        outcome=outcome,
-        trust=transfer.source.ods_code,
-        peer_trust=transfer.destination.ods_code,
-        study_uids=transfer.study_instance_uids,
-        nhs_number=transfer.nhs_number,
-        patient_id=transfer.patient_id,
-        detail={
-            "transfer": transfer.pk,
-            "status": transfer.status,
-            "instances_total": counts["total"],
-            "instances_stored": counts["stored"],
-            "instances_failed": counts["failed"],
-            "source_gateway": str(transfer.source_gateway),
-            "destination_gateway": str(transfer.destination_gateway),
-            **({"reason": reason} if reason else {}),
-        },
-    )
-
-
-def _record_cancelled(transfer_id: int, owner: str) -> None:
-    """A transfer cancelled while this worker ran it: what did reach the destination goes on the record."""
-    with transaction.atomic():
-        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
-        if transfer.status != Status.CANCELLED or transfer.lease_owner != owner:
-            return  # another worker took it over; that one reports
-        counts = _counts(transfer)
-        if counts["stored"]:
-            record_completion(transfer, Outcome.MINOR_FAILURE, counts, "cancelled while sending")
+    status = completion.transfer_complete(transfer.pk, owner=owner)
+    if status is None:  # cancelled meanwhile, or another worker holds it now
+        raise Stopped
+    return status
 
 
 # --- failures the task decides about --------------------------------------------------------------
@@ -941,19 +874,7 @@ def _record_cancelled(transfer_id: int, owner: str) -> None:
 
 def fail(transfer_id: int, reason: str) -> None:
     """End the transfer as failed with a reason a person can act on; what was stored stays stored."""
-    with transaction.atomic():
-        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
-        if transfer.status in FINISHED:
-            return
-        transfer.instances.exclude(state=InstanceState.STORED).update(state=InstanceState.FAILED, last_error=reason)
-        counts = _counts(transfer)
-        transfer.status = Status.FAILED
-        transfer.errors = [*transfer.errors, {"error": reason}]
-        transfer.completed_at = timezone.now()
-        transfer.lease_owner = ""
-        transfer.save()
-        record_completion(transfer, Outcome.SERIOUS_FAILURE, counts, reason)
-        transaction.on_commit(partial(notifications.transfer_finished, transfer.pk))
+    completion.transfer_fail(transfer_id, reason)
 
 
 def next_retry_delay(transfer_id: int, error: Exception, *, jitter: float) -> float | None:

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from accounts import permissions as perms
 from audit import catalogue
@@ -18,6 +17,7 @@ from audit.services import record_event
 from directory.models import Gateway, Trust
 from directory.services import agreement_allows
 
+from . import completion
 from .models import FINISHED, RETRYABLE, InstanceState, Priority, Status, Transfer
 
 MAX_STUDIES = 100
@@ -113,9 +113,7 @@ def transfer_cancel(*, transfer: Transfer, user, actor: Actor | None = None) -> 
         raise PermissionDenied("Only whoever asked for this transfer, or an imaging manager, may cancel it.")
     if transfer.status in FINISHED:
         raise ValidationError({"detail": f"The transfer has already ended ({transfer.get_status_display()})."})
-    transfer.status = Status.CANCELLED
-    transfer.completed_at = timezone.now()
-    transfer.save(update_fields=["status", "completed_at"])
+    completion.transfer_cancel(transfer)
     _record_change(transfer, user, actor, "cancelled")
     return transfer
 
