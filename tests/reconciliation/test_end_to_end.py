@@ -6,8 +6,8 @@ instances back from Orthanc B."""
 from __future__ import annotations
 
 import io
-import time
 import random
+import time
 from pathlib import Path
 
 import pytest
