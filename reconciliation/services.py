@@ -239,6 +239,24 @@ def wait_for_reconciliation(transfer: Transfer, owner: str) -> bool:
     return True
 
 
+class ArrivalReconciliation:
+    """The engine's stage (transfers.stages) that reconciles each batch on its way to the destination."""
+
+    def prepare_batch(
+        self, transfer: Transfer, destination: GatewayClient, batch: list[RetrievedInstance]
+    ) -> list[RetrievedInstance]:
+        return prepare_batch(transfer, destination, batch)
+
+    def holds_back(self, transfer: Transfer, owner: str) -> bool:
+        return wait_for_reconciliation(transfer, owner)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ArrivalReconciliation)
+
+    def __hash__(self) -> int:
+        return hash(ArrivalReconciliation)
+
+
 # --- resolution by an imaging manager -------------------------------------------------------------
 
 

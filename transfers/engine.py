@@ -44,9 +44,8 @@ from directory.models import Gateway
 from directory.services import agreement_allows
 from exchange import services as exchange_services
 from exchange.models import QuarantinedInstance
-from reconciliation import services as reconciliation
 
-from . import completion, slots
+from . import completion, slots, stages
 from .models import FINISHED, InstanceState, Status, Transfer, TransferInstance
 
 # Instances per C-STORE association / STOW-RS request, and per ledger write: fewer, larger batches cost
@@ -264,7 +263,7 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
         _beat(transfer, owner, Status.VERIFYING)
         with _keepalive(transfer, owner):
             _verify(transfer, clients.destination, verifier.finish())
-        if reconciliation.wait_for_reconciliation(transfer, owner):
+        if stages.holds_back(transfer, owner):
             return Status.AWAITING_RECONCILIATION
         return _finish(transfer, owner)
     except Stopped:
@@ -608,7 +607,7 @@ class _Stores:
         it has come back)."""
         try:
             to_send = _mark_retrieved(self.transfer, batch)
-            to_send = reconciliation.prepare_batch(self.transfer, self.destination, to_send)  # rewrite, or hold
+            to_send = stages.prepare_batch(self.transfer, self.destination, to_send)  # reconciliation
             if to_send and self.transfer.status != Status.SENDING:
                 _beat(self.transfer, self.owner, Status.SENDING)
         except BaseException:
