@@ -25,10 +25,11 @@ from dicomkit import GatewayClient, RetrievedInstance, StudyQuery
 from dicomkit.identity import NHS_ISSUER
 from dicomkit.spool import sha256_of
 from directory.models import Trust
+from portal.enqueue import enqueue_after_commit
 from transfers import completion
 from transfers.models import InstanceState, Status, Transfer, TransferInstance
 
-from . import rewrite
+from . import rewrite, tasks
 from .models import HoldReason, StudyReconciliation
 from .models import Outcome as Filed
 
@@ -317,15 +318,13 @@ def reconciliation_resolve(
         },
     )
     if item.transfer.status == Status.AWAITING_RECONCILIATION:
-        item_id, queue = item.pk, item.transfer.queue
-        transaction.on_commit(lambda: _enqueue_forward(item_id, queue))
+        _enqueue_forward(item.pk, item.transfer.queue)
     return item
 
 
 def _enqueue_forward(item_id: int, queue: str) -> None:
-    from .tasks import forward_held
-
-    forward_held.apply_async((item_id,), queue=queue)
+    """Forward a resolved study on its transfer's queue, once the caller's transaction has committed."""
+    enqueue_after_commit(tasks.forward_held, item_id, queue=queue)
 
 
 # --- forwarding what was held ---------------------------------------------------------------------
