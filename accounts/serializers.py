@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from directory.serializers import TrustField
-
 from .models import Membership, User
 from .roles import Role
 
 
 class MembershipSerializer(serializers.ModelSerializer):
     user = serializers.SlugRelatedField(slug_field="email", queryset=User.objects.all())
-    trust = TrustField()
+    # The trust by its ODS code, reached through the membership's own relation (accounts sits below directory).
+    trust = serializers.SlugRelatedField(
+        slug_field="ods_code", queryset=Membership._meta.get_field("trust").related_model._default_manager.all()
+    )
     role = serializers.ChoiceField(choices=Role.choices)
 
     class Meta:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from allauth.account.forms import default_token_generator
 from allauth.account.models import EmailAddress
 from allauth.account.utils import user_pk_to_url_str
@@ -15,9 +17,11 @@ from django.urls import reverse
 from audit.codes import Action, EventID, EventType
 from audit.context import Actor
 from audit.services import record_event
-from directory.models import Trust
 
 from .models import Membership, SignInSession, User
+
+if TYPE_CHECKING:
+    from directory.models import Trust
 
 
 def invitation_url(user: User) -> str:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import evt
 
@@ -97,7 +98,7 @@ def _received_chunks(event: evt.Event, peer: Peer) -> Iterator[bytes | memoryvie
         pass  # a malformed calling AE is not worth refusing the instance for
     head = io.BytesIO()
     head.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(head, meta, enforce_standard=True)
+    write_file_meta_info(DicomFileLike(head), meta, enforce_standard=True)
     yield head.getbuffer()
     dataset = event.request.DataSet
     if dataset is not None:

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "accounts",
     "directory",
     "audit",
+    "auditconsole",
     "exchange",
     "transfers",
     "pulls",

@@ -91,7 +91,7 @@ def _validated(trust: Trust, *, recipient_email: str, recipient_name: str, purpo
     if not purpose:
         errors["purpose"] = "Say why the consultant needs these images (it goes on the audit trail)."
     try:
-        hours_int = int(hours)
+        hours_int = int(hours)  # type: ignore[call-overload]  # any input: what int() refuses is caught
     except (TypeError, ValueError):
         hours_int = 0
     if not 1 <= hours_int <= trust.share_link_max_hours:

@@ -128,7 +128,7 @@ class Lease:
         self.join(thread)
         if "error" in outcome:
             raise outcome["error"]
-        return outcome["value"]  # type: ignore[no-any-return]
+        return outcome["value"]
 
     def join(self, thread: threading.Thread) -> None:
         """Wait for a helper thread to end, renewing the lease meanwhile (see `wait`)."""

@@ -8,7 +8,7 @@ from datetime import datetime
 import structlog
 
 from audit.context import system_actor
-from dicomkit import RetrieveSummary
+from dicomkit import QuarantineRecord, RetrieveSummary
 from directory.models import Gateway
 from exchange import services as exchange_services
 from exchange.models import QuarantinedInstance
@@ -42,6 +42,7 @@ def record_refused(transfer: Transfer, study_uid: str, summary: RetrieveSummary 
     `since`). Returns how many instances it failed."""
     source = transfer.source_gateway
     reasons: dict[str, str] = {}
+    kept: QuarantineRecord | QuarantinedInstance
     for record in summary.quarantined if summary else ():
         try:
             kept = exchange_services.keep_refused_retrieval(record, source, actor=ACTOR)

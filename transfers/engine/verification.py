@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from functools import partial
 
 import structlog
 
@@ -30,7 +31,7 @@ def verify(
         unconfirmed = ledger.stored_uids(transfer, study_uid) - confirmed.get(study_uid, set())
         if not unconfirmed:
             continue
-        listed = lease.wait(lambda study_uid=study_uid: destination.find_instance_uids(study_uid))
+        listed = lease.wait(partial(destination.find_instance_uids, study_uid))
         missing = unconfirmed - listed
         if missing:
             ledger.fail_unlisted(transfer, missing, destination.config.name)

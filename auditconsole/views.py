@@ -15,12 +15,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_safe
 
 from accounts import permissions as perms
+from audit import alerts, exports, tasks
+from audit.codes import ActorType, EventID, LocalEventType, Outcome
+from audit.context import actor_from_request
+from audit.models import AuditAlert, AuditEvent, ChainDigest, ChainHead
 from portal.enqueue import enqueue_after_commit
 
-from . import alerts, exports, selectors, tasks
-from .codes import ActorType, EventID, LocalEventType, Outcome
-from .context import actor_from_request
-from .models import AuditAlert, AuditEvent, ChainDigest, ChainHead
+from . import selectors
 from .serializers import AuditQuerySerializer
 from .usage import record_export, record_read, run_verification
 
