@@ -5,8 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from directory.models import Trust
-
+from .models import trust_model
 from .roles import SERVICE_ACCOUNT_ROLE_CHOICES
 
 
@@ -22,5 +21,5 @@ class TokenForm(forms.Form):
 
 class ServiceAccountForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="The client it is for, e.g. “RAA PACS router”.")
-    trust = forms.ModelChoiceField(queryset=Trust.objects.order_by("name"), to_field_name="ods_code")
+    trust = forms.ModelChoiceField(queryset=trust_model()._default_manager.order_by("name"), to_field_name="ods_code")
     role = forms.ChoiceField(choices=SERVICE_ACCOUNT_ROLE_CHOICES)

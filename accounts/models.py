@@ -136,3 +136,9 @@ class ApiToken(models.Model):
         if self.revoked_at:
             return "revoked"
         return "expired" if self.expires_at <= timezone.now() else "active"
+
+
+def trust_model() -> type[models.Model]:
+    """directory.Trust, reached through the membership's relation: accounts sits below directory and does
+    not import it (docs/architecture.md)."""
+    return Membership._meta.get_field("trust").related_model

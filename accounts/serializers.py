@@ -5,15 +5,14 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from directory.serializers import TrustField
-
-from .models import ApiToken, Membership, User
+from .models import ApiToken, Membership, User, trust_model
 from .roles import SERVICE_ACCOUNT_ROLE_CHOICES, Role
 
 
 class MembershipSerializer(serializers.ModelSerializer):
     user = serializers.SlugRelatedField(slug_field="email", queryset=User.objects.all())
-    trust = TrustField()
+    # The trust by its ODS code, reached through the membership's own relation (accounts sits below directory).
+    trust = serializers.SlugRelatedField(slug_field="ods_code", queryset=trust_model()._default_manager.all())
     role = serializers.ChoiceField(choices=Role.choices)
 
     class Meta:
@@ -103,7 +102,9 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 
 class ServiceAccountSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="full_name", max_length=100)
-    trust = TrustField(write_only=True)
+    trust = serializers.SlugRelatedField(
+        slug_field="ods_code", queryset=trust_model()._default_manager.all(), write_only=True
+    )
     role = serializers.ChoiceField(choices=SERVICE_ACCOUNT_ROLE_CHOICES, write_only=True)
     memberships = MyMembershipSerializer(many=True, read_only=True)
 

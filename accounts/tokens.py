@@ -16,13 +16,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 from django.utils.text import slugify
 
 from audit.codes import Action, EventID, EventType
 from audit.context import Actor
 from audit.services import record_event
-from directory.models import Trust
 
 from .mfa import has_second_factor
 from .models import ApiToken, Membership, User
@@ -120,7 +120,7 @@ def may_revoke(user: User, token: ApiToken) -> bool:
 
 
 @transaction.atomic
-def service_account_create(*, trust: Trust, name: str, role: str, actor: Actor) -> User:
+def service_account_create(*, trust: Model, name: str, role: str, actor: Actor) -> User:
     """A machine client of one trust, with one role there; it signs in with API tokens only."""
     if role not in SERVICE_ACCOUNT_ROLES:
         raise ValidationError({"role": "A service account is a clinician, imaging manager or IG officer of one trust."})

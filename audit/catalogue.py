@@ -17,7 +17,7 @@ of the spec's `needs`. Conventions the specs encode:
 
 Workflows that exist today record themselves: sign-in/out and second-factor events (accounts.receivers),
 account and role changes (accounts.services), directory changes (directory.services), admin changes
-(audit.admin.AuditedAdminMixin), API token use (audit.authentication) and the audit console's own use.
+(audit.admin.AuditedAdminMixin), API token use (accounts.authentication) and the audit console's own use.
 """
 
 from __future__ import annotations

@@ -307,7 +307,7 @@ class Admission:
         if sock is None:
             return
         with self._lock:
-            pending = self._pending.get(sock.socket)  # type: ignore[arg-type]
+            pending = self._pending.get(sock.socket)
             if pending is not None:
                 pending.assoc = weakref.ref(event.assoc)
         read = sock.recv
@@ -317,7 +317,7 @@ class Admission:
                 raise OSError(f"the peer sent a PDU of {nr_bytes} bytes; the limit is {MAX_PDU_RECEIVED}")
             return read(nr_bytes)
 
-        sock.recv = bounded_recv  # type: ignore[method-assign]
+        sock.recv = bounded_recv
 
     def handlers(self) -> list[tuple[evt.EventType, Callable[[evt.Event], None]]]:
         return [(evt.EVT_CONN_OPEN, self.on_connection_open), (evt.EVT_REQUESTED, self.on_requested)]
@@ -328,15 +328,15 @@ class AdmittingServer(ThreadedAssociationServer):
 
     def __init__(self, *args: object, admission: Admission, **kwargs: object) -> None:
         self.admission = admission
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
 
-    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+    def process_request(self, request: socket.socket, client_address: object) -> None:
         # An accepted socket blocks without limit: a peer that sends part of a PDU and then nothing held a
         # connection and two threads for ever. pynetdicom reads only when data is waiting, so this limits
         # a stall in the middle of a PDU (or of a send), never an idle association (network_timeout does).
         request.settimeout(self.ae.network_timeout)
         self.admission.opened(request, _host(client_address))
-        super().process_request(request, client_address)  # type: ignore[arg-type]
+        super().process_request(request, client_address)
 
     def verify_request(self, request: object, client_address: object) -> bool:
         address = _host(client_address)

@@ -419,7 +419,7 @@ def _parts_to_files(chunks: Iterator[bytes], boundary: str, folder: Path) -> Ite
                 temp = folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}.dcm"
                 handle = open(temp, "wb")  # noqa: SIM115 - closed at "end" or in finally
                 digest, size = hashlib.sha256(), 0
-            elif kind == "data" and handle is not None:
+            elif kind == "data" and handle is not None and isinstance(value, bytes):
                 handle.write(value)
                 digest.update(value)
                 size += len(value)

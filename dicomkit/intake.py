@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import evt
 
@@ -100,7 +101,7 @@ def _received_chunks(event: evt.Event, peer: Peer, dataset_digest: hashlib._Hash
         pass  # a malformed calling AE is not worth refusing the instance for
     head = io.BytesIO()
     head.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(head, meta, enforce_standard=True)
+    write_file_meta_info(DicomFileLike(head), meta, enforce_standard=True)
     yield head.getbuffer()
     for chunk in _dataset_chunks(event):
         dataset_digest.update(chunk)

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "accounts",
     "directory",
     "audit",
+    "auditconsole",
     "exchange",
     "transfers",
     "pulls",
@@ -178,7 +179,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: a refused token then answers 401 with WWW-Authenticate, as machine clients expect.
         # DRF's TokenAuthentication, putting each token's use (and each refused token) on the audit trail.
-        "audit.authentication.AuditedTokenAuthentication",
+        "accounts.authentication.AuditedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

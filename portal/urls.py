@@ -8,9 +8,9 @@ from rest_framework.routers import DefaultRouter
 
 from accounts import views as accounts_views
 from accounts.apis import ApiTokenViewSet, MembershipViewSet, MeView, ServiceAccountViewSet, UserViewSet
-from audit.apis import AuditAlertViewSet, AuditEventViewSet
-from directory.apis import AgreementViewSet, GatewayViewSet, TrustViewSet
-from exchange.apis import StudyDetailView, StudyListView
+from auditconsole.apis import AuditAlertViewSet, AuditEventViewSet
+from directory.apis import AgreementViewSet, TrustViewSet
+from exchange.apis import GatewayViewSet, StudyDetailView, StudyListView
 from pulls.apis import RequestViewSet
 from reconciliation.apis import ReconciliationViewSet
 from sharing.apis import ShareLinkViewSet
@@ -56,7 +56,7 @@ urlpatterns = [
     # Ahead of allauth's own: removing the last security key must be refused as the TOTP form refuses it.
     path("accounts/2fa/webauthn/keys/<int:pk>/remove/", accounts_views.remove_webauthn),
     path("accounts/", include("allauth.urls")),
-    path("audit/", include("audit.urls")),
+    path("audit/", include("auditconsole.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", CachedSchemaView.as_view(), name="schema"),

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from . import catalogue
-from .context import actor_from_request
-from .models import AuditEvent
+from audit import catalogue
+from audit.context import actor_from_request
+from audit.models import AuditEvent
+from audit.services import ChainReport, verify_chain
+
 from .selectors import EventFilters
-from .services import ChainReport, verify_chain
 
 
 def _about(filters: EventFilters) -> dict:
@@ -53,7 +54,7 @@ def run_verification(request: HttpRequest, *, from_seq: int = 1, since_last_dige
     The whole chain by default (about 30,000 events a second); `since_last_digest` walks only what was
     added since the last daily digest, after checking the digested head still stands.
     """
-    from .digest import record_verification, verify_since_last_digest
+    from audit.digest import record_verification, verify_since_last_digest
 
     report = verify_since_last_digest()[0] if since_last_digest else verify_chain(from_seq=from_seq)
     record_verification(report, actor=actor_from_request(request))

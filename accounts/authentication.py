@@ -15,11 +15,11 @@ from django.core.cache import cache
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 
-from accounts.tokens import TokenRefused, api_token_authenticate
+from audit import catalogue
+from audit.codes import Outcome
+from audit.context import anonymous_actor, token_actor, token_fingerprint
 
-from . import catalogue
-from .codes import Outcome
-from .context import anonymous_actor, token_actor, token_fingerprint
+from .tokens import TokenRefused, api_token_authenticate
 
 REFUSAL_INTERVAL = 60
 
