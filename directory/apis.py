@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import mixins, serializers, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +15,7 @@ from audit.context import actor_from_request
 from portal.api import run_service
 
 from . import services
+from .access import GatewayBusy
 from .models import Gateway, SharingAgreement, Trust
 from .serializers import AgreementSerializer, GatewaySerializer, TrustSerializer
 
@@ -105,7 +106,12 @@ class GatewayViewSet(
 
         gateway = self.get_object()
         perms.require(perms.has_perm_at(request.user, Perm.CHANGE_GATEWAY, gateway.trust_id))
-        result = gateway_echo(gateway=gateway)
+        try:
+            result = gateway_echo(gateway=gateway)
+        except GatewayBusy as exc:  # not echoed, health unchanged: the caller tries again shortly
+            return Response(
+                {"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"}
+            )
         return Response({"ok": result.ok, "latency_ms": result.latency_ms, "error": result.error})
 
 

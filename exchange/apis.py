@@ -26,8 +26,12 @@ def trust_for_study_search(user, ods_code: str) -> Trust:
     return trust
 
 
-def _unavailable(exc: Exception) -> Response:
-    return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+BUSY_RETRY_AFTER = 30  # seconds: a busy PACS usually has a connection free again within this
+
+
+def _unavailable(exc: services.GatewayUnavailable) -> Response:
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER)} if exc.busy else None
+    return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
 
 
 _STUDY_FIELDS = {

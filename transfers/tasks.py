@@ -13,12 +13,13 @@ from django.conf import settings
 from django.utils import timezone
 
 from dicomkit import GatewayError
+from directory import access
+from directory.access import SLOT_WAIT_SECONDS, Work
 
 from . import engine
 from .models import ACTIVE, Status, Transfer
 
 log = structlog.get_logger(__name__)
-SLOT_WAIT_SECONDS = 1.0  # before asking again for a slot on a gateway at its max_concurrency
 
 
 def enqueue(transfer_id: int, queue: str) -> None:
@@ -30,14 +31,13 @@ def enqueue(transfer_id: int, queue: str) -> None:
     name="transfers.run_transfer",
     max_retries=None,
     acks_late=True,
-    soft_time_limit=settings.TRANSFER_SOFT_TIME_LIMIT,
-    time_limit=settings.TRANSFER_TIME_LIMIT,
+    **access.time_limits(Work.TRANSFER),
 )
 def run_transfer(self, transfer_id: int) -> str:
     queue = (self.request.delivery_info or {}).get("routing_key") or "routine"
     owner = f"{self.request.hostname or 'worker'}:{os.getpid()}:{self.request.id}"
     try:
-        status = engine.run(transfer_id, owner=owner)
+        status = engine.run(transfer_id, owner=owner, clients=_clients(transfer_id, owner))
     except Transfer.DoesNotExist:
         return "no such transfer"
     except engine.NoSlot:
@@ -63,6 +63,17 @@ def run_transfer(self, transfer_id: int) -> str:
         raise
     log.info("transfer_pass_ended", transfer_id=transfer_id, status=status)
     return status
+
+
+def _clients(transfer_id: int, owner: str) -> engine.Clients:
+    """The transfer's gateways through the gateway-access layer: every association or HTTP stream the run
+    opens (its retrieval, store streams, listing and look-ups) takes one of the slots it holds there."""
+    transfer = Transfer.objects.select_related("source_gateway__trust", "destination_gateway__trust").get(
+        pk=transfer_id
+    )
+    return engine.Clients(
+        access.client(transfer.source_gateway, holder=owner), access.client(transfer.destination_gateway, holder=owner)
+    )
 
 
 def _retry_later(task, transfer_id: int, exc: Exception, queue: str) -> str:

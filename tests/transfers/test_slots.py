@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from directory.models import GatewaySlot
 from transfers import engine, services, slots
-from transfers.models import GatewaySlot, Status, Transfer
+from transfers.models import Status, Transfer
 from transfers.tasks import sweep_stalled
 
 from .conftest import STUDY
