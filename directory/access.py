@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -109,13 +110,14 @@ def gateway_access(
 
 
 def _acquire(gateway: Gateway, holder: str, *, work: Work, subject: str, interactive: bool) -> bool:
-    deadline = timezone.now().timestamp() + (settings.GATEWAY_INTERACTIVE_WAIT if interactive else 0)
+    deadline = time.monotonic() + (settings.GATEWAY_INTERACTIVE_WAIT if interactive else 0)
     while True:
         if slots.acquire([gateway.pk], holder, work=work, subject=subject, interactive=interactive):
             return True
-        if timezone.now().timestamp() + INTERACTIVE_POLL_SECONDS > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             return False
-        threading.Event().wait(INTERACTIVE_POLL_SECONDS)
+        time.sleep(min(INTERACTIVE_POLL_SECONDS, remaining))
 
 
 class _Keepalive:
@@ -317,13 +319,17 @@ def retry_task(
     delay = retry_policy().delay(failures=failures, elapsed=elapsed, jitter=random.random())  # noqa: S311
     if delay is None:
         return _gave_up(
-            task, work, give_up, f"Gave up after {failures} tries over {duration(elapsed)}; last error: {exc}"
+            task, work, give_up, f"Gave up after {_tries(failures)} over {duration(elapsed)}; last error: {exc}"
         )
     log.warning("gateway_work_retry", task=task.name, work=str(work), delay_s=round(delay, 1), error=str(exc))
     if note is not None:
         note(str(exc))
     state = {"since": since.isoformat(), "failures": failures}
     raise task.retry(countdown=delay, kwargs=_with(task, state), **options) from None
+
+
+def _tries(n: int) -> str:
+    return f"{n} try" if n == 1 else f"{n} tries"
 
 
 def _gave_up(task: Any, work: Work, give_up: Callable[[str], object], reason: str) -> str:

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from directory.models import Gateway
-from sharing import services, staging, tasks
+from sharing import staging, tasks
 from sharing.models import SecondOpinion, ShareLink
 from tests.dicom.orthanc import free_port
 from tests.helpers import signed_in

@@ -50,7 +50,7 @@ def test_a_permanent_gateway_error_fails_the_transfer_with_its_message(transfer,
 
 def test_a_transient_gateway_error_is_retried_with_backoff(transfer, monkeypatch, settings):
     settings.TRANSFER_RETRY_BASE_DELAY = 10
-    monkeypatch.setattr(engine, "run", lambda transfer_id, *, owner, **_: (_ for _ in ()).throw(GatewayError("timed out")))
+    monkeypatch.setattr(engine, "run", lambda *_, **__: (_ for _ in ()).throw(GatewayError("timed out")))
 
     with pytest.raises(Retry) as retried:
         run_task(transfer.pk)
@@ -62,7 +62,7 @@ def test_a_transient_gateway_error_is_retried_with_backoff(transfer, monkeypatch
 
 def test_a_transient_error_past_the_retry_window_fails_readably(transfer, monkeypatch, settings):
     settings.TRANSFER_RETRY_WINDOW = 0
-    monkeypatch.setattr(engine, "run", lambda transfer_id, *, owner, **_: (_ for _ in ()).throw(GatewayError("timed out")))
+    monkeypatch.setattr(engine, "run", lambda *_, **__: (_ for _ in ()).throw(GatewayError("timed out")))
 
     run_task(transfer.pk)
 
