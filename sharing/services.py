@@ -24,8 +24,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import permissions as perms
-from accounts.models import User
-from accounts.roles import Role
 from audit import catalogue
 from audit.codes import ActorType
 from audit.context import Actor, system_actor
@@ -306,10 +304,8 @@ def _enqueue_filing(opinion_id: int) -> None:
 
 
 def opinion_recipients(link: ShareLink) -> list[str]:
-    managers = User.objects.filter(
-        is_active=True, memberships__trust_id=link.trust_id, memberships__role=Role.IMAGING_MANAGER
-    ).values_list("email", flat=True)
-    return sorted({link.created_by.email, *managers})
+    """Who may manage the link: its creator (still at the trust) and the trust's imaging managers."""
+    return perms.emails(perms.share_link_managers(link))
 
 
 def _notify_opinion(opinion: SecondOpinion) -> None:
