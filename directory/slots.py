@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from dicomkit import GatewayError
@@ -112,7 +112,7 @@ def _take(gateway_id: int, name: str, work: str, subject: str, *, interactive: b
     return False
 
 
-def _waiters(gateway_id: int, now: datetime, *, waited: float = 0.0):
+def _waiters(gateway_id: int, now: datetime, *, waited: float = 0.0) -> QuerySet[GatewayWaiter]:
     fresh = GatewayWaiter.objects.filter(gateway_id=gateway_id, seen_at__gte=now - WAITER_FRESH)
     return fresh.filter(since__lte=now - timedelta(seconds=waited)) if waited else fresh
 
@@ -151,6 +151,12 @@ def release(holder: str) -> None:
 def in_use(gateway_id: int) -> int:
     """Slots held now (a lapsed lease counts as free)."""
     return GatewaySlot.objects.filter(gateway_id=gateway_id, expires_at__gte=timezone.now()).exclude(holder="").count()
+
+
+def in_use_by_work(gateway_id: int) -> dict[str, int]:
+    """Slots held now, by kind of work ({"transfer": 2, "staging": 1}), for the operations page."""
+    held = GatewaySlot.objects.filter(gateway_id=gateway_id, expires_at__gte=timezone.now()).exclude(holder="")
+    return dict(Counter(held.values_list("work", flat=True)))
 
 
 def waiting(gateway_id: int) -> int:
