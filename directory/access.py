@@ -212,6 +212,7 @@ class _GatedRetrieval(Retrieval):
         self.summary = inner.summary
         self._lock = threading.Lock()
         self._state = "waiting"  # -> "open" -> "ended"
+        self._token = ""
 
     def __next__(self) -> RetrievedInstance:
         with self._lock:
@@ -220,9 +221,9 @@ class _GatedRetrieval(Retrieval):
             raise StopIteration
         if state == "waiting":
             g = self.gated
-            slots.take_stream(g.holder, g.gateway_id, wait=g.wait, gateway_name=g.config.name)
+            token = slots.take_stream(g.holder, g.gateway_id, wait=g.wait, gateway_name=g.config.name)
             with self._lock:
-                self._state = "open"
+                self._state, self._token = "open", token
         try:
             return next(self.inner)
         except BaseException:
@@ -239,7 +240,7 @@ class _GatedRetrieval(Retrieval):
         with self._lock:
             was, self._state = self._state, "ended"
         if was == "open":
-            slots.end_stream(self.gated.holder, self.gated.gateway_id)
+            slots.end_stream(self.gated.holder, self.gated.gateway_id, self._token)
 
 
 # --- the one retry policy -------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ released with the holder's own.
 
 Inside the holding process, `stream()` hands out one of the holder's slots per association or HTTP stream,
 so a holder whose threads talk to a gateway at once (a transfer's store streams, its listing of the study,
-its look-ups at the destination) never has more open there than the slots it holds.
+its look-ups at the destination) never has more open there than the slots it holds, plus any it borrows
+for one stream while they are free at the gateway and nobody waits for one (a transfer's listing of the
+study then runs beside its retrieval, as it always did, wherever the gateway has room for both).
 
 Background work that finds a gateway full is noted as waiting (`GatewayWaiter`); interactive work (a
 search from a page) takes no slot from under a waiter that has waited GATEWAY_INTERACTIVE_YIELD_AFTER
@@ -27,18 +29,23 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
+import structlog
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from dicomkit import GatewayError
 
 from .models import Gateway, GatewaySlot, GatewayWaiter
+
+log = structlog.get_logger(__name__)
 
 EXTRA_SEPARATOR = "+"  # between a holder's name and the number of one of its extra slots
 WAITER_FRESH = timedelta(seconds=30)  # a waiter that has not asked again for this long has given up
@@ -89,7 +96,9 @@ def acquire_extra(gateway_id: int, holder: str, wanted: int, *, work: str, subje
     return taken
 
 
-def _take(gateway_id: int, name: str, work: str, subject: str, *, interactive: bool, owner: str = "") -> bool:
+def _take(
+    gateway_id: int, name: str, work: str, subject: str, *, interactive: bool, owner: str = "", grant: bool = True
+) -> bool:
     limit = Gateway.objects.filter(pk=gateway_id).values_list("max_concurrency", flat=True).first() or 1
     GatewaySlot.objects.bulk_create(
         [GatewaySlot(gateway_id=gateway_id, number=n) for n in range(limit)], ignore_conflicts=True
@@ -97,7 +106,8 @@ def _take(gateway_id: int, name: str, work: str, subject: str, *, interactive: b
     now = timezone.now()
     slots = GatewaySlot.objects.filter(gateway_id=gateway_id, number__lt=limit)
     if slots.filter(holder=name).update(expires_at=now + lease()):
-        _streams.grant(owner or name, gateway_id, name)
+        if grant:
+            _streams.grant(owner or name, gateway_id, name, work=work, subject=subject)
         return True  # already ours (this task's previous attempt at the same work)
     if interactive and _waiters(gateway_id, now, waited=settings.GATEWAY_INTERACTIVE_YIELD_AFTER).exists():
         return False
@@ -107,7 +117,8 @@ def _take(gateway_id: int, name: str, work: str, subject: str, *, interactive: b
             holder=name, work=work[:16], subject=subject[:128], acquired_at=now, expires_at=now + lease()
         )
         if taken:
-            _streams.grant(owner or name, gateway_id, name)
+            if grant:
+                _streams.grant(owner or name, gateway_id, name, work=work, subject=subject)
             return True
     return False
 
@@ -174,31 +185,40 @@ class _Streams:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._slots: dict[str, set[tuple[int, str]]] = {}
+        self._about: dict[str, tuple[str, str]] = {}  # holder: (work, subject), for the slots it borrows
         self._open: Counter[tuple[str, int]] = Counter()
 
-    def grant(self, holder: str, gateway_id: int, name: str) -> None:
+    def grant(self, holder: str, gateway_id: int, name: str, *, work: str, subject: str) -> None:
         with self._changed:
             self._slots.setdefault(holder, set()).add((gateway_id, name))
+            self._about[holder] = (work, subject)
             self._changed.notify_all()
 
     def revoke(self, holder: str) -> None:
         with self._changed:
             self._slots.pop(holder, None)
+            self._about.pop(holder, None)
             self._changed.notify_all()
 
     def held(self, holder: str, gateway_id: int) -> int:
         return sum(1 for g, _ in self._slots.get(holder, ()) if g == gateway_id)
 
-    def take(self, holder: str, gateway_id: int, *, wait: float, gateway_name: str) -> None:
-        deadline = time.monotonic() + wait
+    def about(self, holder: str) -> tuple[str, str] | None:
+        with self._changed:
+            return self._about.get(holder)
+
+    def take_within(self, holder: str, gateway_id: int, timeout: float) -> bool:
+        """One of the holder's slots for one stream, waiting up to `timeout` for one of its streams to end."""
+        deadline = time.monotonic() + timeout
         key = (holder, gateway_id)
         with self._changed:
             while self._open[key] >= self.held(holder, gateway_id):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise GatewayBusy(gateway_name, self.held(holder, gateway_id) or None)
+                    return False
                 self._changed.wait(remaining)
             self._open[key] += 1
+            return True
 
     def give_back(self, holder: str, gateway_id: int) -> None:
         with self._changed:
@@ -216,21 +236,81 @@ def held_here(holder: str, gateway_id: int) -> int:
     return _streams.held(holder, gateway_id)
 
 
-@contextmanager
-def stream(holder: str, gateway_id: int, *, wait: float, gateway_name: str = "The gateway") -> Iterator[None]:
-    """One of `holder`'s slots at the gateway for one association or HTTP stream, waiting up to `wait`
-    seconds for one of the holder's other streams to end (GatewayBusy after that)."""
-    _streams.take(holder, gateway_id, wait=wait, gateway_name=gateway_name)
-    try:
-        yield
-    finally:
+BORROW_EVERY = 2.0  # seconds between looks for a free slot at the gateway while a stream waits
+
+
+def take_stream(holder: str, gateway_id: int, *, wait: float, gateway_name: str = "The gateway") -> str:
+    """One slot at the gateway for one association or HTTP stream of `holder`: one of the slots it holds
+    there, or, when its other streams use them all, a slot free at the gateway now (borrowed for this
+    stream alone, if nobody waits for the gateway). Waits up to `wait` seconds, then GatewayBusy. Returns
+    the token `end_stream` needs."""
+    deadline = time.monotonic() + wait
+    while True:
+        if _streams.take_within(holder, gateway_id, 0):
+            return ""
+        borrowed = _borrow(holder, gateway_id)
+        if borrowed:
+            return borrowed
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise GatewayBusy(gateway_name, _streams.held(holder, gateway_id) or None)
+        if _streams.take_within(holder, gateway_id, min(BORROW_EVERY, remaining)):
+            return ""
+
+
+def end_stream(holder: str, gateway_id: int, token: str = "") -> None:
+    if token:
+        _give_back_borrowed(token)
+    else:
         _streams.give_back(holder, gateway_id)
 
 
-def take_stream(holder: str, gateway_id: int, *, wait: float, gateway_name: str = "The gateway") -> None:
-    """`stream()` for a use that spans calls (a retrieval being iterated); end it with `end_stream`."""
-    _streams.take(holder, gateway_id, wait=wait, gateway_name=gateway_name)
+@contextmanager
+def stream(holder: str, gateway_id: int, *, wait: float, gateway_name: str = "The gateway") -> Iterator[None]:
+    """`take_stream` for the length of a block."""
+    token = take_stream(holder, gateway_id, wait=wait, gateway_name=gateway_name)
+    try:
+        yield
+    finally:
+        end_stream(holder, gateway_id, token)
 
 
-def end_stream(holder: str, gateway_id: int) -> None:
-    _streams.give_back(holder, gateway_id)
+def _borrow(holder: str, gateway_id: int) -> str:
+    """A slot free at the gateway now, held under `<holder>+b<random>` (renewed and released with the
+    holder's own), for a stream beyond the holder's slots: a transfer's listing of a study beside its
+    retrieval, at a gateway with room for both. "" when none is free or other work waits for one."""
+    about = _streams.about(holder)
+    if about is None:
+        return ""  # the holder holds no slot in this process: nothing to borrow beside
+    name = f"{holder}{EXTRA_SEPARATOR}b{uuid.uuid4().hex[:8]}"
+    try:
+        with _own_connection():
+            if _waiters(gateway_id, timezone.now()).exists():
+                return ""
+            return name if _take(gateway_id, name, *about, interactive=False, grant=False) else ""
+    except DatabaseError:  # a helper thread that cannot see the holder's rows: wait for its own slots
+        log.info("gateway_slot_borrow_failed", holder=holder, exc_info=True)
+        return ""
+
+
+def _give_back_borrowed(name: str) -> None:
+    try:
+        with _own_connection():
+            GatewaySlot.objects.filter(holder=name).update(
+                holder="", work="", subject="", acquired_at=None, expires_at=None
+            )
+    except DatabaseError:  # the lease lapses on its own
+        log.warning("gateway_slot_return_failed", holder=name, exc_info=True)
+
+
+@contextmanager
+def _own_connection() -> Iterator[None]:
+    """Database access from a holder's helper thread (which otherwise never uses the database) closes the
+    connection it opened, so none is left behind by a thread that ends."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    had = connection.connection is not None
+    try:
+        yield
+    finally:
+        if not had:
+            connection.close()

@@ -157,34 +157,58 @@ def test_no_extra_streams_are_taken_while_other_work_waits(pacs):
 # --- inside a holder: one slot per association ------------------------------------------------------------
 
 
-def test_a_holders_threads_open_no_more_associations_than_its_slots(pacs):
-    limit(pacs, 2)
-    assert slots.acquire([pacs.pk], "run", work=Work.TRANSFER)
+def most_at_once(holder: str, gateway: Gateway, threads: int = 4) -> int:
+    """Run `threads` associations of `holder` at once (0.3 s each); the most that were open together."""
     open_now, most = [0], [0]
     lock = threading.Lock()
 
     def association() -> None:
-        with slots.stream("run", pacs.pk, wait=10):
+        with slots.stream(holder, gateway.pk, wait=10):
             with lock:
                 open_now[0] += 1
                 most[0] = max(most[0], open_now[0])
-            time.sleep(0.2)
+            time.sleep(0.3)
             with lock:
                 open_now[0] -= 1
 
-    threads = [threading.Thread(target=association) for _ in range(4)]
-    for t in threads:
+    running = [threading.Thread(target=association) for _ in range(threads)]
+    for t in running:
         t.start()
-    for t in threads:
+    for t in running:
         t.join()
-    assert most[0] == 1  # one slot held: one at a time
-    slots.acquire_extra(pacs.pk, "run", 1, work=Work.TRANSFER)
-    threads = [threading.Thread(target=association) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert most[0] == 2
+    return most[0]
+
+
+@pytest.mark.django_db(transaction=True)  # the threads borrow through their own connections
+def test_a_holders_threads_open_no_more_associations_than_its_slots(pacs):
+    limit(pacs, 1)
+    assert slots.acquire([pacs.pk], "run", work=Work.TRANSFER)
+    assert most_at_once("run", pacs) == 1  # one slot held, none free: one at a time
+    limit(pacs, 2)
+    assert slots.acquire_extra(pacs.pk, "run", 1, work=Work.TRANSFER) == 1
+    assert most_at_once("run", pacs) == 2
+    slots.release("run")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_holders_thread_borrows_a_slot_free_at_the_gateway_for_one_association(pacs):
+    limit(pacs, 3)
+    assert slots.acquire([pacs.pk], "run", work=Work.TRANSFER, subject="transfer 1")
+    assert most_at_once("run", pacs, threads=4) == 3  # its own slot and the two free ones, never more
+    assert slots.in_use(pacs.pk) == 1  # the borrowed ones went back with their association
+    assert slots.acquire([pacs.pk], "other", work=Work.STAGING, subject="share link 1")
+    slots.release("other")
+    slots.release("run")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_borrowed_while_other_work_waits_for_the_gateway(pacs):
+    limit(pacs, 3)
+    assert slots.acquire([pacs.pk], "run", work=Work.TRANSFER, subject="transfer 1")
+    GatewayWaiter.objects.create(
+        gateway=pacs, subject="share link 1", work="staging", since=timezone.now(), seen_at=timezone.now()
+    )
+    assert most_at_once("run", pacs, threads=3) == 1
     slots.release("run")
 
 
