@@ -6,4 +6,11 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  (connects the sign-in audit receivers)
+        from audit import alerts
+
+        from . import (
+            permissions,
+            receivers,  # noqa: F401  (connects the sign-in audit receivers)
+        )
+
+        alerts.register_audience(lambda ods_code: permissions.emails(permissions.audit_alert_audience(ods_code)))

@@ -7,10 +7,11 @@ caller answers 404, never 403, so trust B's objects are not even confirmed to tr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Exists, Model, Q, QuerySet
 from django.http import Http404
 
 from .roles import Role
@@ -350,3 +351,84 @@ def may_see_requests(user) -> bool:
 
 def may_see_reconciliation(user) -> bool:
     return bool(member_trust_ids(user, Perm.RECONCILE_ARRIVALS))
+
+
+# --- who gets told: the audiences of notifications and alerts, read from the same rules ---------------
+#
+# Each audience is read one membership at a time: a user who is an IG officer at trust A and a clinician at
+# trust B belongs to B's audiences only as a clinician. Only active users, and no regional-administrator
+# bypass: hearing about a trust's work is for the people whose role there does that work (the audit alert
+# audience names regional administrators where they are the ones to act). Each returns a User queryset;
+# `emails()` turns one into the addresses to write to.
+
+
+def holders_at(perm: Perm, trust_id: int | None) -> QuerySet:
+    """Active users whose membership at this trust carries a role granting `perm` there."""
+    return _holders(perm, trust_id=trust_id)
+
+
+def _holders(perm: Perm, **membership: object) -> QuerySet:
+    from .models import Membership
+
+    # One filter() on the membership: its trust and its role are those of the same row.
+    memberships = Membership.objects.filter(role__in=_ROLES_FOR[perm], **membership).values("user_id")
+    return _users(pk__in=memberships)
+
+
+def approvers_of(trust_id: int) -> QuerySet:
+    """Who answers a request made to the trust (new requests, escalations): its imaging managers and clinicians."""
+    return holders_at(Perm.APPROVE_REQUESTS, trust_id)
+
+
+def imaging_managers_of(trust_id: int) -> QuerySet:
+    """Who runs the trust's gateways and files what arrives (arrivals, second opinions returned)."""
+    return holders_at(Perm.MANAGE_TRANSFERS, trust_id)
+
+
+def ig_officers_of(trust_id: int) -> QuerySet:
+    """Who reads and acknowledges the trust's audit alerts."""
+    return holders_at(Perm.ACKNOWLEDGE_AUDIT_ALERTS, trust_id)
+
+
+def regional_admins() -> QuerySet:
+    from .models import Membership
+
+    admins = Membership.objects.filter(role=Role.REGIONAL_ADMIN).values("user_id")
+    return _users().filter(Q(pk__in=admins) | Q(is_superuser=True))
+
+
+def requester_among(user_id: int | None, trust_ids: Iterable[int | None]) -> QuerySet:
+    """The person who asked for something (a transfer, a request, a share link), while they are active and
+    still belong to one of the trusts it involves: the page their email links to is theirs to open."""
+    from .models import Membership
+
+    member = Membership.objects.filter(user_id=user_id, trust_id__in=list(trust_ids))
+    return _users(pk=user_id).filter(Exists(member))
+
+
+def share_link_managers(link) -> QuerySet:
+    """Who hears of a second opinion returned on a link: those who may manage it (`may_manage_share_link`),
+    its creator while a member of the link's trust and the trust's imaging managers."""
+    creator = requester_among(link.created_by_id, [link.trust_id]).values("pk")
+    return holders_at(Perm.MANAGE_SHARE_LINKS, link.trust_id) | _users(pk__in=creator)
+
+
+def audit_alert_audience(ods_code: str) -> QuerySet:
+    """Who is emailed an audit alert: the IG officers of the alert's trust, or the regional administrators
+    when it has none (someone must hear); for a region-wide alert (no trust) every IG officer and every
+    regional administrator."""
+    if not ods_code:
+        return _holders(Perm.ACKNOWLEDGE_AUDIT_ALERTS) | regional_admins()
+    officers = _holders(Perm.ACKNOWLEDGE_AUDIT_ALERTS, trust__ods_code=ods_code)
+    return officers if officers.exists() else regional_admins()
+
+
+def _users(**lookup: object) -> QuerySet:
+    from .models import User
+
+    return User.objects.filter(is_active=True, **lookup)
+
+
+def emails(users: QuerySet) -> list[str]:
+    """The audience's addresses, each once, in a stable order."""
+    return sorted(set(users.values_list("email", flat=True)))

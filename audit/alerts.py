@@ -28,13 +28,12 @@ re-opens an acknowledged alert, without another email. Emails name no patient: t
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
@@ -327,18 +326,23 @@ def _justified(event: AuditEvent, own: set[str]) -> bool:
 # --- telling people -----------------------------------------------------------------------------------
 
 
-def recipients(trust: str) -> list[str]:
-    """The trust's IG officers; for a region-wide alert, every IG officer and regional administrator.
+# Who hears of a trust's alerts is accounts.permissions' to say (beside every other audience), and the
+# audit app sits below accounts: accounts registers its answer here when the apps are ready.
+_audience: Callable[[str], Iterable[str]] | None = None
 
-    A trust with no IG officer still has someone told: the regional administrators.
-    """
-    users = get_user_model().objects.filter(is_active=True)
-    regional = users.filter(Q(memberships__role="regional_admin") | Q(is_superuser=True))
-    officers = users.filter(memberships__role="ig_officer")
-    officers = officers.filter(memberships__trust__ods_code=trust) if trust else officers | regional
-    emails = set(officers.values_list("email", flat=True))
-    if not emails:
-        emails = set(regional.values_list("email", flat=True))
+
+def register_audience(audience: Callable[[str], Iterable[str]]) -> None:
+    """`audience(ods_code)` → the email addresses told of that trust's alerts ('' = region-wide)."""
+    global _audience
+    _audience = audience
+
+
+def recipients(trust: str) -> list[str]:
+    """The trust's IG officers (or, if it has none, the regional administrators); for a region-wide alert,
+    every IG officer and regional administrator, and AUDIT_ALERT_EXTRA_RECIPIENTS."""
+    if _audience is None:
+        raise RuntimeError("No audit alert audience registered (accounts registers one when it is ready).")
+    emails = set(_audience(trust))
     if not trust:
         emails |= set(settings.AUDIT_ALERT_EXTRA_RECIPIENTS)
     return sorted(emails)

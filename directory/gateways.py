@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
@@ -35,11 +36,19 @@ def portal_move_destination() -> MoveDestination:
     return MoveDestination(settings.DICOM_AE_TITLE, Path(settings.SPOOL_DIR) / "receiver" / "jobs")
 
 
-def gateway_client(gateway: Gateway, *, move_destination: MoveDestination | None = None) -> GatewayClient:
+_TIMEOUTS = ("connect_timeout", "acse_timeout", "dimse_timeout", "network_timeout", "http_timeout")
+
+
+def gateway_client(
+    gateway: Gateway, *, move_destination: MoveDestination | None = None, timeout: float | None = None
+) -> GatewayClient:
     """A client speaking as the portal's own AE title (DICOM_AE_TITLE). A gateway that retrieves by
-    C-MOVE sends to the portal's receiver unless told otherwise."""
+    C-MOVE sends to the portal's receiver unless told otherwise. `timeout` caps every network timeout
+    (a person waiting for a search gets an answer within it). Talk to a gateway through
+    `directory.access`, which holds a slot for the work; this is its building block."""
     if move_destination is None and gateway.retrieve_method == Gateway.RetrieveMethod.C_MOVE:
         move_destination = portal_move_destination()
-    return client_for(
-        gateway_config(gateway), local_ae_title=settings.DICOM_AE_TITLE, move_destination=move_destination
-    )
+    config = gateway_config(gateway)
+    if timeout is not None:
+        config = replace(config, **{name: min(getattr(config, name), timeout) for name in _TIMEOUTS})
+    return client_for(config, local_ae_title=settings.DICOM_AE_TITLE, move_destination=move_destination)

@@ -200,3 +200,45 @@ class SharingAgreement(models.Model):
         if (source.pk, destination.pk) == (self.trust_b_id, self.trust_a_id):
             return self.b_to_a
         return False
+
+
+class GatewaySlot(models.Model):
+    """One of a gateway's `max_concurrency` permits, shared by every worker and web process through the
+    database (directory.slots). Whoever talks to the gateway holds one per association or HTTP stream:
+    a transfer, a share link's staging, a second opinion's filing, a forward from the reconciliation
+    queue, a search. The slot of a process that died frees itself at `expires_at`."""
+
+    gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="slots")
+    number = models.PositiveSmallIntegerField()
+    holder = models.CharField(max_length=128, blank=True, db_index=True)
+    # What the slot is used for, for the operations page and the logs: the kind of work and its object.
+    work = models.CharField(max_length=16, blank=True)
+    subject = models.CharField(max_length=128, blank=True)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["gateway", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "number"], name="directory_gateway_slot_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"slot {self.number} of gateway {self.gateway_id} ({self.holder or 'free'})"
+
+
+class GatewayWaiter(models.Model):
+    """Background work that found a gateway full and will ask again: interactive work (a search) gives
+    way to it once it has waited a while, so searches can never keep it out for ever."""
+
+    gateway = models.ForeignKey(Gateway, on_delete=models.CASCADE, related_name="+")
+    subject = models.CharField(max_length=128)
+    work = models.CharField(max_length=16)
+    since = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["gateway", "subject"], name="gateway_waiter_unique_subject")]
+
+    def __str__(self) -> str:
+        return f"{self.subject} waiting for gateway {self.gateway_id} since {self.since:%H:%M:%S}"

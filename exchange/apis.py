@@ -16,6 +16,7 @@ from accounts import permissions as perms
 from accounts.permissions import Perm
 from audit.context import actor_from_request
 from directory import apis as directory_apis
+from directory.access import GatewayBusy
 from directory.models import Trust
 
 from . import services
@@ -29,8 +30,12 @@ def trust_for_study_search(user, ods_code: str) -> Trust:
     return trust
 
 
-def _unavailable(exc: Exception) -> Response:
-    return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+BUSY_RETRY_AFTER = 30  # seconds: a busy PACS usually has a connection free again within this
+
+
+def _unavailable(exc: services.GatewayUnavailable) -> Response:
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER)} if exc.busy else None
+    return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers)
 
 
 _STUDY_FIELDS = {
@@ -114,19 +119,27 @@ class GatewayViewSet(directory_apis.GatewayViewSet):
 
     @extend_schema(
         request=None,
-        responses=inline_serializer(
-            "EchoResult",
-            {
-                "ok": serializers.BooleanField(),
-                "latency_ms": serializers.FloatField(allow_null=True),
-                "error": serializers.CharField(),
-            },
-        ),
+        responses={
+            200: inline_serializer(
+                "EchoResult",
+                {
+                    "ok": serializers.BooleanField(),
+                    "latency_ms": serializers.FloatField(allow_null=True),
+                    "error": serializers.CharField(),
+                },
+            ),
+            503: GatewayUnavailableSerializer,
+        },
     )
     @action(detail=True, methods=["post"])
     def echo(self, request: Request, pk: str | None = None) -> Response:
         """C-ECHO (or QIDO-RS ping) now; the result is stored as the gateway's health."""
         gateway = self.get_object()
         perms.require(perms.has_perm_at(request.user, Perm.CHANGE_GATEWAY, gateway.trust_id))
-        result = services.gateway_echo(gateway=gateway)
+        try:
+            result = services.gateway_echo(gateway=gateway)
+        except GatewayBusy as exc:  # not echoed, health unchanged: the caller tries again shortly
+            return Response(
+                {"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "30"}
+            )
         return Response({"ok": result.ok, "latency_ms": result.latency_ms, "error": result.error})

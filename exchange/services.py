@@ -35,7 +35,7 @@ from dicomkit import (
 from dicomkit.admission import UNKNOWN_CALLER
 from dicomkit.identity import NHS_ISSUER
 from dicomkit.quarantine import move_record
-from directory.gateways import gateway_client
+from directory.access import GatewayBusy, Work, gateway_access
 from directory.models import Gateway, Trust
 
 from .models import QuarantinedInstance, ReceivedInstance
@@ -46,7 +46,12 @@ UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 class GatewayUnavailable(Exception):
-    """The trust's PACS could not answer; the message is for the person who searched."""
+    """The trust's PACS could not answer; the message is for the person who searched. `busy`: it was not
+    asked, because every connection the portal may open to it is in use (try again shortly)."""
+
+    def __init__(self, message: str, *, busy: bool = False) -> None:
+        super().__init__(message)
+        self.busy = busy
 
 
 class StudyNotFound(Exception):
@@ -134,11 +139,12 @@ def study_search(*, trust: Trust, criteria: dict[str, Any], actor: Actor) -> lis
     try:
         gateway = query_gateway(trust)
         detail["gateway"] = gateway.name
-        studies = gateway_client(gateway).find_studies(query)
+        with gateway_access(gateway, work=Work.SEARCH, subject="study search") as client:
+            studies = client.find_studies(query)
     except (GatewayUnavailable, GatewayError) as exc:
         message = _unavailable_message(trust, exc)
         _record_search(trust, query, actor, Outcome.SERIOUS_FAILURE, {**detail, "error": str(exc)})
-        raise GatewayUnavailable(message) from exc
+        raise GatewayUnavailable(message, busy=isinstance(exc, GatewayBusy)) from exc
     studies.sort(key=lambda s: (s.study_date, s.study_time), reverse=True)
     rows = [StudyRow(s, local_patient_id(s)) for s in studies]
     detail["results"] = len(rows)
@@ -151,6 +157,8 @@ def _unavailable_message(trust: Trust, exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, ConfigurationError):  # our own settings, not the PACS: say who can fix them
         return f"{exc} An imaging manager of {trust.ods_code} must correct the gateway's settings."
+    if isinstance(exc, GatewayBusy):
+        return f"The PACS of {trust.ods_code} was not searched: {exc}"
     return f"The PACS of {trust.ods_code} could not be searched just now: {exc}"
 
 
@@ -176,11 +184,11 @@ def study_detail(*, trust: Trust, study_uid: str, actor: Actor) -> tuple[StudyRo
     if not UID_RE.match(study_uid) or len(study_uid) > 64:
         raise StudyNotFound(study_uid)
     try:
-        client = gateway_client(query_gateway(trust))
-        found = client.find_studies(StudyQuery(study_instance_uid=study_uid, limit=1))
-        series = client.find_series(study_uid) if found else []
+        with gateway_access(query_gateway(trust), work=Work.SEARCH, subject="study detail") as client:
+            found = client.find_studies(StudyQuery(study_instance_uid=study_uid, limit=1))
+            series = client.find_series(study_uid) if found else []
     except (GatewayUnavailable, GatewayError) as exc:
-        raise GatewayUnavailable(_unavailable_message(trust, exc)) from exc
+        raise GatewayUnavailable(_unavailable_message(trust, exc), busy=isinstance(exc, GatewayBusy)) from exc
     if not found:
         raise StudyNotFound(study_uid)
     row = StudyRow(found[0], local_patient_id(found[0]))
@@ -212,10 +220,15 @@ def series_json(series: Series) -> dict[str, Any]:
 # --- gateway health -------------------------------------------------------------------------------
 
 
-def gateway_echo(*, gateway: Gateway) -> EchoResult:
-    """C-ECHO (or a QIDO-RS ping for DICOMweb) now; the result becomes the gateway's health."""
+def gateway_echo(*, gateway: Gateway, work: Work = Work.ECHO) -> EchoResult:
+    """C-ECHO (or a QIDO-RS ping for DICOMweb) now; the result becomes the gateway's health. Raises
+    GatewayBusy, changing nothing, when every connection the portal may open to it is in use (an echo
+    asked for from a page waits a few seconds first; the beat's health round does not wait)."""
     try:
-        result = gateway_client(gateway).echo()
+        with gateway_access(gateway, work=work, subject="") as client:
+            result = client.echo()
+    except GatewayBusy:
+        raise
     except GatewayError as exc:  # e.g. a configuration the client cannot even be built for
         result = EchoResult(ok=False, latency_ms=None, error=str(exc))
     Gateway.objects.filter(pk=gateway.pk).update(

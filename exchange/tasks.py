@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from directory import access
+from directory.access import GatewayBusy, Work
 from directory.models import Gateway
 
 from . import services
@@ -22,9 +24,12 @@ def echo_gateways() -> int:
 
 
 # A C-ECHO waits at most the association timeouts (30 s by default) before reporting the gateway down.
-@shared_task(name="exchange.echo_gateway", ignore_result=True, soft_time_limit=120, time_limit=150)
+@shared_task(name="exchange.echo_gateway", ignore_result=True, **access.time_limits(Work.HEALTH))
 def echo_gateway(gateway_id: int) -> bool | None:
     gateway = Gateway.objects.select_related("trust").filter(pk=gateway_id).first()
     if gateway is None:
         return None  # deleted since the round was planned
-    return services.gateway_echo(gateway=gateway).ok
+    try:
+        return services.gateway_echo(gateway=gateway, work=Work.HEALTH).ok
+    except GatewayBusy:
+        return None  # busy with other work: health unchanged, the next round asks again

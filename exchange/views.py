@@ -11,10 +11,11 @@ from django.views.decorators.http import require_POST
 from accounts import permissions as perms
 from accounts.permissions import Perm
 from audit.context import actor_from_request
+from directory.access import GatewayBusy
 from directory.models import Gateway, Trust
 
 from . import services
-from .apis import trust_for_study_search
+from .apis import BUSY_RETRY_AFTER, trust_for_study_search
 from .forms import CRITERIA, StudySearchForm
 from .models import QuarantinedInstance, ReceivedInstance
 
@@ -41,10 +42,10 @@ def study_search(request: HttpRequest, ods_code: str) -> HttpResponse:
                 trust=trust, criteria=form.cleaned_data, actor=actor_from_request(request)
             )
         except services.GatewayUnavailable as exc:
-            context["error"], status = str(exc), 503
+            context["error"], context["busy"], status = str(exc), exc.busy, 503
     elif submitted:
         status = 400
-    return render(request, "exchange/study_search.html", context, status=status)
+    return _busy_aware(render(request, "exchange/study_search.html", context, status=status), context)
 
 
 @login_required
@@ -58,9 +59,16 @@ def study_detail(request: HttpRequest, ods_code: str, study_uid: str) -> HttpRes
     except services.StudyNotFound as exc:
         raise Http404("No such study in this trust's PACS.") from exc
     except services.GatewayUnavailable as exc:
-        context["error"] = str(exc)
-        return render(request, "exchange/study_detail.html", context, status=503)
+        context["error"], context["busy"] = str(exc), exc.busy
+        return _busy_aware(render(request, "exchange/study_detail.html", context, status=503), context)
     return render(request, "exchange/study_detail.html", context)
+
+
+def _busy_aware(response: HttpResponse, context: dict) -> HttpResponse:
+    """A PACS that was not asked because it is busy: tell browsers and clients when to try again."""
+    if context.get("busy"):
+        response["Retry-After"] = str(BUSY_RETRY_AFTER)
+    return response
 
 
 @login_required
@@ -70,7 +78,11 @@ def gateway_echo(request: HttpRequest, pk: int) -> HttpResponse:
         perms.visible_gateways(request.user, Gateway.objects.select_related("trust")), pk=pk
     )
     perms.require(perms.has_perm_at(request.user, Perm.CHANGE_GATEWAY, gateway.trust_id))
-    result = services.gateway_echo(gateway=gateway)
+    try:
+        result = services.gateway_echo(gateway=gateway)
+    except GatewayBusy as exc:
+        messages.warning(request, f"Not echoed: {exc}")
+        return redirect("directory:trust_detail", ods_code=gateway.trust.ods_code)
     if result.ok:
         messages.success(request, f"{gateway.name} answered in {result.latency_ms:.0f} ms.")
     else:

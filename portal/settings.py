@@ -320,10 +320,19 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
 )
 # Transfers (transfers/): urgent and trauma work has its own queue so routine backlogs never delay it.
 CELERY_TASK_ROUTES = {"transfers.run_transfer": {"queue": "routine"}, "transfers.sweep_stalled": {"queue": "routine"}}
-# Transient gateway errors are retried with exponential backoff and jitter for this long, then the transfer fails.
-TRANSFER_RETRY_WINDOW = env.int("TRANSFER_RETRY_WINDOW", default=2 * 3600)
-TRANSFER_RETRY_BASE_DELAY = env.float("TRANSFER_RETRY_BASE_DELAY", default=15.0)
-TRANSFER_RETRY_MAX_DELAY = env.float("TRANSFER_RETRY_MAX_DELAY", default=600.0)
+# Every kind of work that reaches a PACS goes through directory/access.py (docs/gateway-access.md), under
+# one retry policy: transient gateway errors are retried with exponential backoff and jitter for this long,
+# then the work fails with its last error; permanent errors fail at once. TRANSFER_RETRY_* are older names
+# for the same settings, still read from the environment.
+GATEWAY_RETRY_WINDOW = env.int("GATEWAY_RETRY_WINDOW", default=env.int("TRANSFER_RETRY_WINDOW", default=2 * 3600))
+GATEWAY_RETRY_BASE_DELAY = env.float(
+    "GATEWAY_RETRY_BASE_DELAY", default=env.float("TRANSFER_RETRY_BASE_DELAY", default=15.0)
+)
+GATEWAY_RETRY_MAX_DELAY = env.float(
+    "GATEWAY_RETRY_MAX_DELAY", default=env.float("TRANSFER_RETRY_MAX_DELAY", default=600.0)
+)
+if GATEWAY_RETRY_WINDOW < 0 or not 0 < GATEWAY_RETRY_BASE_DELAY <= GATEWAY_RETRY_MAX_DELAY:
+    raise ImproperlyConfigured("GATEWAY_RETRY_*: window >= 0, 0 < base delay <= max delay.")
 # A worker renews its lease on a running transfer every few seconds; a lease this old belongs to a dead worker.
 TRANSFER_LEASE_SECONDS = env.int("TRANSFER_LEASE_SECONDS", default=120)
 # Long DICOM work gets its own limits (the default task limits suit short jobs).
@@ -334,8 +343,8 @@ TRANSFER_TIME_LIMIT = env.int("TRANSFER_TIME_LIMIT", default=6 * 3600 + 300)
 # -> 150 MB/s for STOW-RS alone, benchmarks/transfer_throughput.py), and one extra slot still leaves a
 # gateway's others to other transfers; more helps a distant PACS and costs other transfers their slots.
 TRANSFER_STORE_STREAMS = env.int("TRANSFER_STORE_STREAMS", default=2)
-if TRANSFER_LEASE_SECONDS < 5 or TRANSFER_RETRY_WINDOW < 0 or not 0 < TRANSFER_SOFT_TIME_LIMIT < TRANSFER_TIME_LIMIT:
-    raise ImproperlyConfigured("TRANSFER_* settings: lease >= 5 s, window >= 0, soft limit below the hard limit.")
+if TRANSFER_LEASE_SECONDS < 5 or not 0 < TRANSFER_SOFT_TIME_LIMIT < TRANSFER_TIME_LIMIT:
+    raise ImproperlyConfigured("TRANSFER_* settings: lease >= 5 s, soft limit below the hard limit.")
 if not 1 <= TRANSFER_STORE_STREAMS <= 64:
     raise ImproperlyConfigured("TRANSFER_STORE_STREAMS must be between 1 and 64 (a gateway's max_concurrency caps it).")
 # Where a transfer holds instances between retrieving and storing them (at most a few batches: the
@@ -346,6 +355,38 @@ if not 1 <= TRANSFER_STORE_STREAMS <= 64:
 TRANSFER_SCRATCH_DIR = env.str("TRANSFER_SCRATCH_DIR", default="")  # "": SPOOL_DIR/transfers
 TRANSFER_SCRATCH_RESERVE = env.int("TRANSFER_SCRATCH_RESERVE", default=256 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE["transfers-sweep-stalled"] = {"task": "transfers.sweep_stalled", "schedule": 60.0}
+
+# One time limit per kind of work that reaches a PACS: (soft, hard) seconds for its Celery task. At the soft
+# limit a transfer stops and resumes from its ledger; other work fails saying which limit stopped it (a
+# retry would take as long again). Work other than transfers (which renew a lease) must end within the
+# broker's visibility timeout, or Redis hands the same task to a second worker while the first still runs.
+GATEWAY_TIME_LIMITS = {
+    "transfer": (TRANSFER_SOFT_TIME_LIMIT, TRANSFER_TIME_LIMIT),
+    "staging": (env.int("STAGING_SOFT_TIME_LIMIT", default=45 * 60), env.int("STAGING_TIME_LIMIT", default=46 * 60)),
+    "filing": (env.int("FILING_SOFT_TIME_LIMIT", default=5 * 60), env.int("FILING_TIME_LIMIT", default=6 * 60)),
+    "forwarding": (
+        env.int("FORWARDING_SOFT_TIME_LIMIT", default=45 * 60),
+        env.int("FORWARDING_TIME_LIMIT", default=46 * 60),
+    ),
+    "health": (env.int("HEALTH_SOFT_TIME_LIMIT", default=120), env.int("HEALTH_TIME_LIMIT", default=150)),
+}
+for _work, (_soft, _hard) in GATEWAY_TIME_LIMITS.items():
+    if not 0 < _soft < _hard:
+        raise ImproperlyConfigured(f"The {_work} time limits: 0 < soft ({_soft}) < hard ({_hard}).")
+    _visibility = CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout")
+    if _work != "transfer" and _visibility and _hard >= _visibility:
+        raise ImproperlyConfigured(
+            f"The {_work} hard time limit ({_hard} s) must be below CELERY_VISIBILITY_TIMEOUT ({_visibility} s)."
+        )
+# Interactive work (a search, a study's page, an echo from a page) runs while a person waits: it waits this
+# long for a free slot, then the page answers "busy, try again" (503); its network timeouts are capped at
+# GATEWAY_INTERACTIVE_TIMEOUT; and it takes no slot from background work that has waited
+# GATEWAY_INTERACTIVE_YIELD_AFTER seconds for that gateway (so searches never keep a transfer out for ever).
+GATEWAY_INTERACTIVE_WAIT = env.float("GATEWAY_INTERACTIVE_WAIT", default=5.0)
+GATEWAY_INTERACTIVE_TIMEOUT = env.float("GATEWAY_INTERACTIVE_TIMEOUT", default=20.0)
+GATEWAY_INTERACTIVE_YIELD_AFTER = env.float("GATEWAY_INTERACTIVE_YIELD_AFTER", default=30.0)
+if GATEWAY_INTERACTIVE_WAIT < 0 or GATEWAY_INTERACTIVE_TIMEOUT <= 0 or GATEWAY_INTERACTIVE_YIELD_AFTER < 0:
+    raise ImproperlyConfigured("GATEWAY_INTERACTIVE_*: the wait and yield >= 0, the timeout > 0.")
 
 # Requests (pulls/): an unanswered request is escalated by email to the source trust's approvers after
 # this many seconds, per priority; beat looks for overdue ones every REQUEST_ESCALATION_SCAN_SECONDS.

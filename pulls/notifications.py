@@ -9,8 +9,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
 
-from accounts.models import User
-from accounts.roles import Role
+from accounts import permissions as perms
 
 from .models import PullRequest
 
@@ -33,12 +32,13 @@ def _send(subject: str, body: str, to: list[str], request_id: int) -> None:
 
 def approvers(request: PullRequest) -> list[str]:
     """The source trust's imaging managers and clinicians: who can answer a request."""
-    users = User.objects.filter(
-        is_active=True,
-        memberships__trust=request.source_trust,
-        memberships__role__in=(Role.IMAGING_MANAGER, Role.CLINICIAN),
-    ).distinct()
-    return sorted(users.values_list("email", flat=True))
+    return perms.emails(perms.approvers_of(request.source_trust_id))
+
+
+def requester(request: PullRequest) -> list[str]:
+    """The clinician who asked, while still at the requesting or the source trust."""
+    trusts = [request.requesting_trust_id, request.source_trust_id]
+    return perms.emails(perms.requester_among(request.requested_by_id, trusts))
 
 
 def _load(pk: int) -> PullRequest:
@@ -60,7 +60,7 @@ def send_decision(pk: int) -> None:
         body = (
             f"Your request {request.pk} to {who} was declined.\nReason: {request.decline_reason}\n\n{_link(request)}\n"
         )
-    _send(subject, body, [request.requested_by.email], pk)
+    _send(subject, body, requester(request), pk)
 
 
 def send_arrival(pk: int) -> None:
@@ -72,7 +72,7 @@ def send_arrival(pk: int) -> None:
         f"{request.requesting_trust.name}'s PACS; transfer status: {transfer.get_status_display().lower()}."
         f"\n\n{_link(request)}\n"
     )
-    _send(subject, body, [request.requested_by.email], pk)
+    _send(subject, body, requester(request), pk)
 
 
 def send_new_request(pk: int) -> None:

@@ -18,7 +18,7 @@ from audit import catalogue
 from audit.codes import ActorType, Outcome
 from audit.context import Actor, system_actor
 from dicomkit import GatewayError, StudyQuery, nhs
-from directory.gateways import gateway_client
+from directory.access import Work, gateway_access
 from directory.models import SharingAgreement, Trust
 from directory.services import agreement_allows
 from exchange.services import GatewayUnavailable, StudyRow, local_patient_id, query_gateway
@@ -160,7 +160,8 @@ def find_candidates(source: Trust, clean: dict[str, Any]) -> tuple[list[dict[str
         study_date_to=clean["date_to"].strftime("%Y%m%d") if clean["date_to"] else "",
     )
     try:
-        studies = gateway_client(query_gateway(source)).find_studies(query)
+        with gateway_access(query_gateway(source), work=Work.SEARCH, subject="request candidates") as client:
+            studies = client.find_studies(query)
     except (GatewayUnavailable, GatewayError) as exc:
         return [], f"The PACS of {source.ods_code} could not be searched: {exc}"
     wanted = set(clean["modalities"])
@@ -229,19 +230,35 @@ def _try_auto_approve(request: PullRequest) -> bool:
     return True
 
 
-@transaction.atomic
 def request_search_again(*, request: PullRequest, user, actor: Actor | None = None) -> PullRequest:
     """Ask the source PACS again for a pending request's studies (it may have been down, or the studies
     not yet archived when the request was made). The requester or the source's approvers may; an urgent
-    request that now qualifies for auto-approval is approved as if it had just been made."""
-    request = (
-        PullRequest.objects.select_for_update().select_related("source_trust", "requesting_trust").get(pk=request.pk)
-    )
+    request that now qualifies for auto-approval is approved as if it had just been made.
+
+    The PACS is asked before the request is locked: a query holds one of the gateway's slots, which other
+    processes must see taken, and a row lock must not wait on a PACS."""
+    request = PullRequest.objects.select_related("source_trust", "requesting_trust").get(pk=request.pk)
+    _check_search_again(request, user)
+    candidates = find_candidates(request.source_trust, _criteria_of(request))
+    with transaction.atomic():
+        request = (
+            PullRequest.objects.select_for_update()
+            .select_related("source_trust", "requesting_trust")
+            .get(pk=request.pk)
+        )
+        _check_search_again(request, user)  # decided meanwhile?
+        return _record_search_again(request, candidates, user=user, actor=actor)
+
+
+def _check_search_again(request: PullRequest, user) -> None:
     if not perms.may_search_request_again(user, request):
         raise PermissionDenied("Only the requester or the source trust's approvers may search again.")
     if request.status != RequestStatus.PENDING:
         raise ValidationError({"detail": f"This request has already been {request.get_status_display().lower()}."})
-    clean = {
+
+
+def _criteria_of(request: PullRequest) -> dict[str, Any]:
+    return {
         "nhs_number": request.nhs_number,
         "family_name": request.family_name,
         "given_name": request.given_name,
@@ -251,7 +268,12 @@ def request_search_again(*, request: PullRequest, user, actor: Actor | None = No
         "date_to": request.date_to,
         "modalities": request.modalities,
     }
-    request.candidates, request.candidates_error = find_candidates(request.source_trust, clean)
+
+
+def _record_search_again(
+    request: PullRequest, candidates: tuple[list[dict[str, Any]], str], *, user, actor: Actor | None
+) -> PullRequest:
+    request.candidates, request.candidates_error = candidates
     request.save(update_fields=["candidates", "candidates_error"])
     catalogue.STUDY_SEARCH.record(
         actor=_actor(user, actor),

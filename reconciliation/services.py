@@ -389,6 +389,25 @@ def reconciliation_forward(item_id: int, client: GatewayClient) -> int:
     return sum(1 for uid in stored if uid in listed)
 
 
+def reconciliation_forward_note(item_id: int, error: str) -> None:
+    """A transient error: the queue page says why the study has not reached the PACS yet; the task retries."""
+    StudyReconciliation.objects.filter(pk=item_id).update(forward_error=error[:2000])
+
+
+def reconciliation_forward_failed(item_id: int, reason: str) -> None:
+    """The destination refused for good, or kept failing for the whole retry window: the study's held
+    instances fail with the reason (the transfer can be retried from its page), and the transfer ends
+    once nothing else of it waits. The held copies stay in the queue folder, as after any failed forward."""
+    item = StudyReconciliation.objects.get(pk=item_id)
+    with transaction.atomic():
+        held = item.transfer.instances.select_for_update().filter(
+            study_instance_uid=item.study_instance_uid, state=InstanceState.HELD
+        )
+        held.update(state=InstanceState.FAILED, last_error=f"not forwarded: {reason}"[:2000])
+        StudyReconciliation.objects.filter(pk=item_id).update(forward_error=reason[:2000])
+    completion.transfer_complete(item.transfer_id)  # once nothing of it waits any more
+
+
 def raise_transient(message: str) -> None:
     from dicomkit import GatewayError
 

@@ -1,13 +1,17 @@
-"""Celery: forward a resolved study's held instances. Thin: load, call the service, retry."""
+"""Celery: forward a resolved study's held instances. Thin: load, call the service inside the
+gateway-access layer (a slot at the destination), and let its one retry policy decide about retries."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import structlog
 from celery import shared_task
-from django.conf import settings
+from celery.exceptions import SoftTimeLimitExceeded
 
 from dicomkit import GatewayError
-from directory.gateways import gateway_client
+from directory import access
+from directory.access import Work, gateway_access
 
 from . import services
 from .models import StudyReconciliation
@@ -20,19 +24,22 @@ log = structlog.get_logger(__name__)
     name="reconciliation.forward_held",
     max_retries=None,
     acks_late=True,
-    soft_time_limit=settings.TRANSFER_SOFT_TIME_LIMIT,
-    time_limit=settings.TRANSFER_TIME_LIMIT,
+    **access.time_limits(Work.FORWARDING),
 )
-def forward_held(self, item_id: int) -> int:
-    queue = (self.request.delivery_info or {}).get("routing_key") or "routine"
-    item = StudyReconciliation.objects.select_related("transfer__destination_gateway").filter(pk=item_id).first()
+def forward_held(self, item_id: int, gateway_retry: dict | None = None) -> int | str:
+    item = StudyReconciliation.objects.select_related("transfer__destination_gateway__trust").filter(pk=item_id).first()
     if item is None:
         return 0
     try:
-        return services.reconciliation_forward(item_id, gateway_client(item.transfer.destination_gateway))
-    except GatewayError as exc:
-        # The files stay safe in the queue folder; the ledger still says held, so nothing is lost.
-        StudyReconciliation.objects.filter(pk=item_id).update(forward_error=str(exc)[:2000])
-        log.warning("reconciliation_forward_retry", item_id=item_id, error=str(exc))
-        countdown = settings.TRANSFER_RETRY_BASE_DELAY if not exc.permanent else settings.TRANSFER_RETRY_MAX_DELAY
-        raise self.retry(countdown=countdown, queue=queue) from None
+        gateway = item.transfer.destination_gateway
+        with gateway_access(gateway, work=Work.FORWARDING, subject=f"reconciliation {item_id}") as client:
+            return services.reconciliation_forward(item_id, client)
+    except (GatewayError, SoftTimeLimitExceeded) as exc:
+        # The files stay safe in the queue folder while it retries; giving up fails them with the reason.
+        return access.retry_task(
+            self,
+            exc,
+            work=Work.FORWARDING,
+            give_up=partial(services.reconciliation_forward_failed, item_id),
+            note=partial(services.reconciliation_forward_note, item_id),
+        )

@@ -18,19 +18,17 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts import permissions as perms
-from accounts.models import User
-from accounts.roles import Role
 from audit import catalogue
 from audit.codes import ActorType
 from audit.context import Actor, system_actor
-from dicomkit import GatewayClient, GatewayError
-from directory.gateways import gateway_client
+from dicomkit import GatewayError
+from directory.access import Work, gateway_access
 from directory.models import Gateway, Trust
 from portal.enqueue import enqueue_after_commit
 
@@ -303,10 +301,8 @@ def _enqueue_filing(opinion_id: int) -> None:
 
 
 def opinion_recipients(link: ShareLink) -> list[str]:
-    managers = User.objects.filter(
-        is_active=True, memberships__trust_id=link.trust_id, memberships__role=Role.IMAGING_MANAGER
-    ).values_list("email", flat=True)
-    return sorted({link.created_by.email, *managers})
+    """Who may manage the link: its creator (still at the trust) and the trust's imaging managers."""
+    return perms.emails(perms.share_link_managers(link))
 
 
 def _notify_opinion(opinion: SecondOpinion) -> None:
@@ -322,30 +318,23 @@ def _notify_opinion(opinion: SecondOpinion) -> None:
     )
 
 
-def opinion_file(opinion_id: int, *, client: GatewayClient | None = None, final: bool = False) -> str:
-    """Store the opinion's SR documents at the source gateway. Raises a transient GatewayError to be
-    retried unless `final`; records success or the reason for failure on the opinion."""
+def opinion_file(opinion_id: int) -> str:
+    """Store the opinion's SR documents at the source gateway, holding one of its slots. Raises
+    GatewayError (see `.permanent`; GatewayBusy while the gateway is full) for the task's retry policy;
+    records success, or a failure that no retry can mend."""
     opinion = SecondOpinion.objects.select_related("link__gateway__trust", "link__trust").get(pk=opinion_id)
     if opinion.filing_status == Filing.FILED:
         return Filing.FILED
-    SecondOpinion.objects.filter(pk=opinion.pk).update(filing_attempts=opinion.filing_attempts + 1)
     paths = sorted(opinion_dir(opinion.pk).glob("*.dcm"))
     if not paths:
         return _filing_failed(opinion, "The SR documents were not found in the spool.")
-    try:
-        results = (client or gateway_client(opinion.link.gateway)).store(paths)
-    except GatewayError as exc:
-        if exc.permanent or final:
-            return _filing_failed(opinion, str(exc))
-        SecondOpinion.objects.filter(pk=opinion.pk).update(filing_error=str(exc)[:2000])
-        raise
+    with gateway_access(opinion.link.gateway, work=Work.FILING, subject=f"second opinion {opinion.pk}") as client:
+        SecondOpinion.objects.filter(pk=opinion.pk).update(filing_attempts=F("filing_attempts") + 1)
+        results = client.store(paths)
     refused = [r for r in results if not r.ok]
     if refused:
         message = "; ".join(f"{r.sop_instance_uid}: {r.message or r.status}" for r in refused)
-        if final or all(r.permanent for r in refused):
-            return _filing_failed(opinion, message)
-        SecondOpinion.objects.filter(pk=opinion.pk).update(filing_error=message[:2000])
-        raise GatewayError(message)
+        raise GatewayError(message, permanent=all(r.permanent for r in refused))
     with transaction.atomic():
         SecondOpinion.objects.filter(pk=opinion.pk).update(
             filing_status=Filing.FILED, filed_at=timezone.now(), filing_error=""
@@ -361,6 +350,16 @@ def opinion_file(opinion_id: int, *, client: GatewayClient | None = None, final:
     # The PACS holds the report now; the spool's copy (patient data) goes. A failed filing keeps it.
     shutil.rmtree(opinion_dir(opinion.pk), ignore_errors=True)
     return Filing.FILED
+
+
+def opinion_filing_note(opinion_id: int, error: str) -> None:
+    """A transient error: the opinion says why it is not filed yet; the task tries again."""
+    SecondOpinion.objects.filter(pk=opinion_id).exclude(filing_status=Filing.FILED).update(filing_error=error[:2000])
+
+
+def opinion_filing_failed(opinion_id: int, reason: str) -> str:
+    """Filing gave up (a permanent refusal, or the retry window passed): the reason is on the opinion."""
+    return _filing_failed(SecondOpinion.objects.get(pk=opinion_id), reason)
 
 
 def _filing_failed(opinion: SecondOpinion, reason: str) -> str:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from dicomkit import GatewayClient, Study, StudyQuery
 from dicomkit.nhs import is_valid as is_valid_nhs_number
-from directory.gateways import gateway_client
+from directory.access import Work, gateway_access
 
 from .models import ShareLink, Staging
 
@@ -38,15 +38,20 @@ def _incoming_dir(link_id: int) -> Path:
     return Path(settings.SHARE_DIR) / f".incoming-{int(link_id)}"
 
 
-def stage(link_id: int, *, client: GatewayClient | None = None) -> str:
-    """Copy every instance of the link's studies. Returns the staging status; raises GatewayError."""
+def stage(link_id: int) -> str:
+    """Copy every instance of the link's studies, holding one of the source gateway's slots. Returns the
+    staging status; raises GatewayError (GatewayBusy while the gateway is full)."""
     link = ShareLink.objects.select_related("gateway", "gateway__trust").get(pk=link_id)
     if link.revoked_at or link.is_expired:
         purge(link)
         return "stopped"
     if link.staging_status == Staging.READY:
         return Staging.READY
-    client = client or gateway_client(link.gateway)
+    with gateway_access(link.gateway, work=Work.STAGING, subject=f"share link {link.pk}") as client:
+        return _stage(link, client)
+
+
+def _stage(link: ShareLink, client: GatewayClient) -> str:
     folder, incoming = share_dir(link.pk), _incoming_dir(link.pk)
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(incoming, ignore_errors=True)
@@ -175,6 +180,13 @@ def _warm_manifest(folder: Path) -> None:
 
 def fail(link_id: int, reason: str) -> None:
     ShareLink.objects.filter(pk=link_id).update(staging_status=Staging.FAILED, staging_error=reason[:2000])
+
+
+def note_retry(link_id: int, error: str) -> None:
+    """A transient error: the link page says why its images are not ready yet; staging tries again."""
+    ShareLink.objects.filter(pk=link_id).exclude(staging_status__in=(Staging.READY, Staging.FAILED)).update(
+        staging_error=f"{error} Trying again."[:2000]
+    )
 
 
 def purge(link: ShareLink) -> bool:

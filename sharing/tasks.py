@@ -1,51 +1,62 @@
-"""Celery tasks for share links: thin. Load by ID, call the service, decide about retries."""
+"""Celery tasks for share links: thin. Load by ID, call the service; the gateway-access layer's one retry
+policy decides about retries (directory.access.retry_task)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import structlog
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from dicomkit import GatewayError
+from directory import access
+from directory.access import Work
 
 from . import services, staging
-from .models import ShareLink
+from .models import SecondOpinion, ShareLink
 
 log = structlog.get_logger(__name__)
 
-STAGING_RETRIES = 8
-FILING_RETRIES = 10
 
-
-def _backoff(retries: int) -> int:
-    return min(10 * 2**retries, 600)
-
-
-@shared_task(bind=True, name="sharing.stage_share_link", max_retries=STAGING_RETRIES, acks_late=True)
-def stage_share_link(self, link_id: int) -> str:
+@shared_task(
+    bind=True, name="sharing.stage_share_link", max_retries=None, acks_late=True, **access.time_limits(Work.STAGING)
+)
+def stage_share_link(self, link_id: int, gateway_retry: dict | None = None) -> str:
     try:
         return staging.stage(link_id)
     except ShareLink.DoesNotExist:
         return "no such link"
-    except GatewayError as exc:
-        if exc.permanent or self.request.retries >= STAGING_RETRIES:
-            staging.fail(link_id, str(exc))
-            return "failed"
-        log.warning("share_staging_retry", link_id=link_id, error=str(exc))
-        raise self.retry(countdown=_backoff(self.request.retries)) from None
+    except (GatewayError, SoftTimeLimitExceeded) as exc:
+        return access.retry_task(
+            self,
+            exc,
+            work=Work.STAGING,
+            give_up=partial(staging.fail, link_id),
+            note=partial(staging.note_retry, link_id),
+        )
     except Exception as exc:
         log.exception("share_staging_crashed", link_id=link_id)
         staging.fail(link_id, f"Copying the images failed unexpectedly ({type(exc).__name__}); see the logs.")
         raise
 
 
-@shared_task(bind=True, name="sharing.file_second_opinion", max_retries=FILING_RETRIES, acks_late=True)
-def file_second_opinion(self, opinion_id: int) -> str:
-    final = self.request.retries >= FILING_RETRIES
+@shared_task(
+    bind=True, name="sharing.file_second_opinion", max_retries=None, acks_late=True, **access.time_limits(Work.FILING)
+)
+def file_second_opinion(self, opinion_id: int, gateway_retry: dict | None = None) -> str:
     try:
-        return services.opinion_file(opinion_id, final=final)
-    except GatewayError as exc:
-        log.warning("second_opinion_filing_retry", opinion_id=opinion_id, error=str(exc))
-        raise self.retry(countdown=_backoff(self.request.retries)) from None
+        return services.opinion_file(opinion_id)
+    except SecondOpinion.DoesNotExist:
+        return "no such opinion"
+    except (GatewayError, SoftTimeLimitExceeded) as exc:
+        return access.retry_task(
+            self,
+            exc,
+            work=Work.FILING,
+            give_up=partial(services.opinion_filing_failed, opinion_id),
+            note=partial(services.opinion_filing_note, opinion_id),
+        )
 
 
 @shared_task(name="sharing.purge_share_links")

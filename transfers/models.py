@@ -108,25 +108,3 @@ class TransferInstance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sop_instance_uid} ({self.state})"
-
-
-class GatewaySlot(models.Model):
-    """One of a gateway's `max_concurrency` permits, shared by every worker through the database.
-
-    A worker holds one on each gateway a transfer touches while it runs, renews it with the transfer's
-    heartbeat, and frees it at the end; the slot of a worker that was killed frees itself at `expires_at`.
-    """
-
-    gateway = models.ForeignKey("directory.Gateway", on_delete=models.CASCADE, related_name="slots")
-    number = models.PositiveSmallIntegerField()
-    holder = models.CharField(max_length=128, blank=True, db_index=True)
-    transfer = models.ForeignKey(Transfer, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    acquired_at = models.DateTimeField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["gateway", "number"]
-        constraints = [models.UniqueConstraint(fields=["gateway", "number"], name="gateway_slot_unique_number")]
-
-    def __str__(self) -> str:
-        return f"slot {self.number} of gateway {self.gateway_id} ({self.holder or 'free'})"

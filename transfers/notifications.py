@@ -12,8 +12,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from accounts.models import User
-from accounts.roles import Role
+from accounts import permissions as perms
 
 from .models import InstanceState, Status, Transfer
 
@@ -25,10 +24,13 @@ TELL_DESTINATION = (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS)
 
 def destination_managers(transfer: Transfer) -> list[str]:
     """Active imaging managers of the receiving trust, by email address."""
-    users = User.objects.filter(
-        is_active=True, memberships__trust_id=transfer.destination_id, memberships__role=Role.IMAGING_MANAGER
-    )
-    return sorted(set(users.values_list("email", flat=True)))
+    return perms.emails(perms.imaging_managers_of(transfer.destination_id))
+
+
+def requester(transfer: Transfer) -> list[str]:
+    """Who asked for the transfer, while still active at its source or destination (they may open its page)."""
+    trusts = [transfer.source_id, transfer.destination_id]
+    return perms.emails(perms.requester_among(transfer.requested_by_id, trusts))
 
 
 def transfer_finished(transfer_id: int) -> int:
@@ -39,8 +41,9 @@ def transfer_finished(transfer_id: int) -> int:
     transfer = Transfer.objects.select_related("source", "destination", "requested_by").get(pk=transfer_id)
     sent = 0
     try:
-        if transfer.status in TELL_REQUESTER and transfer.requested_by.is_active and not _told_by_request(transfer):
-            sent += _send(transfer, [transfer.requested_by.email], _requester_text(transfer))
+        asker = requester(transfer)
+        if transfer.status in TELL_REQUESTER and asker and not _told_by_request(transfer):
+            sent += _send(transfer, asker, _requester_text(transfer))
         if transfer.status in TELL_DESTINATION:
             # The requester already has their own message, even if they also manage the destination.
             managers = [e for e in destination_managers(transfer) if e != transfer.requested_by.email]

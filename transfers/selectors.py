@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -11,9 +11,9 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts import permissions as perms
+from directory import slots as gateway_slots
 from directory.models import Gateway
 
-from . import slots
 from .models import RUNNING, InstanceState, Status, Transfer
 
 
@@ -51,6 +51,8 @@ class GatewayQueue:
     running: int
     oldest_waiting: datetime | None
     slots_in_use: int = 0
+    in_use_by_work: dict[str, int] = field(default_factory=dict)  # transfers, staging, filing, searches...
+    waiting: int = 0  # work of any kind waiting for one of its slots
 
 
 @dataclass
@@ -74,7 +76,16 @@ def transfer_operations(*, user, now: datetime | None = None) -> Operations:
             running=Count("pk", filter=Q(status__in=RUNNING)),
             oldest_waiting=Min("created_at", filter=Q(status=Status.QUEUED)),
         )
-        queues.append(GatewayQueue(gateway=gateway, slots_in_use=slots.in_use(gateway.pk), **figures))
+        by_work = gateway_slots.in_use_by_work(gateway.pk)
+        queues.append(
+            GatewayQueue(
+                gateway=gateway,
+                slots_in_use=sum(by_work.values()),
+                in_use_by_work=by_work,
+                waiting=gateway_slots.waiting(gateway.pk),
+                **figures,
+            )
+        )
     mine = with_progress(Transfer.objects.all()).filter(
         Q(source_gateway__trust_id__in=trusts) | Q(destination_gateway__trust_id__in=trusts)
     )

@@ -72,6 +72,11 @@ class GatewayQueueSerializer(serializers.Serializer):
     running = serializers.IntegerField()
     oldest_waiting = serializers.DateTimeField(allow_null=True)
     slots_in_use = serializers.IntegerField(help_text="connections the portal holds open to it now")
+    in_use_by_work = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="those connections by kind of work: transfer, staging, filing, forwarding, health, search, echo",
+    )
+    waiting = serializers.IntegerField(help_text="background work waiting for one of its connections")
 
 
 class OperationsSerializer(serializers.Serializer):

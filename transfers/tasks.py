@@ -13,13 +13,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from dicomkit import GatewayError
+from directory import access
+from directory.access import SLOT_WAIT_SECONDS, Work
 from portal.enqueue import enqueue_after_commit
 
 from . import engine
 from .models import ACTIVE, Status, Transfer
 
 log = structlog.get_logger(__name__)
-SLOT_WAIT_SECONDS = 1.0  # before asking again for a slot on a gateway at its max_concurrency
 
 
 def enqueue(transfer_id: int, queue: str) -> None:
@@ -32,14 +33,13 @@ def enqueue(transfer_id: int, queue: str) -> None:
     name="transfers.run_transfer",
     max_retries=None,
     acks_late=True,
-    soft_time_limit=settings.TRANSFER_SOFT_TIME_LIMIT,
-    time_limit=settings.TRANSFER_TIME_LIMIT,
+    **access.time_limits(Work.TRANSFER),
 )
 def run_transfer(self, transfer_id: int) -> str:
     queue = (self.request.delivery_info or {}).get("routing_key") or "routine"
     owner = f"{self.request.hostname or 'worker'}:{os.getpid()}:{self.request.id}"
     try:
-        status = engine.run(transfer_id, owner=owner)
+        status = engine.run(transfer_id, owner=owner, clients=_clients(transfer_id, owner))
     except Transfer.DoesNotExist:
         return "no such transfer"
     except engine.NoSlot:
@@ -67,6 +67,17 @@ def run_transfer(self, transfer_id: int) -> str:
     return status
 
 
+def _clients(transfer_id: int, owner: str) -> engine.Clients:
+    """The transfer's gateways through the gateway-access layer: every association or HTTP stream the run
+    opens (its retrieval, store streams, listing and look-ups) takes one of the slots it holds there."""
+    transfer = Transfer.objects.select_related("source_gateway__trust", "destination_gateway__trust").get(
+        pk=transfer_id
+    )
+    return engine.Clients(
+        access.client(transfer.source_gateway, holder=owner), access.client(transfer.destination_gateway, holder=owner)
+    )
+
+
 def _retry_later(task, transfer_id: int, exc: Exception, queue: str) -> str:
     delay = engine.next_retry_delay(transfer_id, exc, jitter=random.random())  # noqa: S311 - not a secret
     if delay is None:
@@ -80,7 +91,7 @@ def sweep_stalled() -> int:
     """Hand transfers whose worker went silent (or whose message the broker lost) to a worker again."""
     lease = timedelta(seconds=settings.TRANSFER_LEASE_SECONDS)
     now = timezone.now()
-    backing_off = timedelta(seconds=settings.TRANSFER_RETRY_MAX_DELAY)  # a retry is already scheduled
+    backing_off = timedelta(seconds=settings.GATEWAY_RETRY_MAX_DELAY)  # a retry is already scheduled
     active = Transfer.objects.filter(status__in=ACTIVE)
     stalled = (
         active.filter(first_transient_error_at__isnull=True, heartbeat_at__lt=now - 2 * lease)

@@ -8,6 +8,7 @@ peers that only take uncompressed syntaxes.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ABORT_RQ, A_RELEASE_RQ
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -63,6 +65,48 @@ def parse_destination(text: str) -> tuple[str, tuple[str, int]]:
         raise ValueError(f"move destination {text!r} must look like AE=host:port") from exc
 
 
+class AssociationCount:
+    """Associations open at the PACS now, and the most ever open at once: what a PACS manager's limit
+    on concurrent associations is about, counted where the PACS sees it.
+
+    An association stops counting as soon as its release (or abort) request arrives, before the answer
+    goes back: a caller that opens its next association only after the answer is never counted twice."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: set[Association] = set()
+        self.peak = 0
+        self.total = 0
+
+    @property
+    def now(self) -> int:
+        return len(self._open)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.peak, self.total = len(self._open), 0
+
+    def _established(self, event: evt.Event) -> None:
+        with self._lock:
+            self._open.add(event.assoc)
+            self.total += 1
+            self.peak = max(self.peak, len(self._open))
+
+    def _ending(self, event: evt.Event) -> None:
+        if event.event is evt.EVT_PDU_RECV and not isinstance(event.pdu, A_RELEASE_RQ | A_ABORT_RQ):
+            return
+        with self._lock:
+            self._open.discard(event.assoc)
+
+    @property
+    def handlers(self) -> list[tuple[Any, Any]]:
+        return [
+            (evt.EVT_ESTABLISHED, self._established),
+            (evt.EVT_PDU_RECV, self._ending),
+            (evt.EVT_CONN_CLOSE, self._ending),
+        ]
+
+
 class SimulatedPacs(ListenerLifecycle):
     def __init__(
         self,
@@ -90,6 +134,7 @@ class SimulatedPacs(ListenerLifecycle):
             route=self._route,
         )
         self._server: ThreadedAssociationServer | None = None
+        self.associations = AssociationCount()
 
     def _route(self, info: InstanceInfo, peer: Peer) -> Route:
         folder = self.storage / file_name_for(info.study_instance_uid, "") / file_name_for(info.series_instance_uid, "")
@@ -120,6 +165,7 @@ class SimulatedPacs(ListenerLifecycle):
             (evt.EVT_C_GET, self._on_get),
             (evt.EVT_C_MOVE, self._on_move),
             (evt.EVT_C_STORE, self.intake.handle_store),
+            *self.associations.handlers,
         ]
         self._server = self._build_ae().start_server((self.bind_address, self.port), block=block, evt_handlers=handlers)
         return self

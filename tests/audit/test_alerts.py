@@ -10,12 +10,13 @@ import pytest
 from django.core import mail
 from django.test import RequestFactory
 
+from accounts.roles import Role
 from audit import alerts, catalogue
 from audit.context import SYSTEM, Actor, share_link_actor
 from audit.models import AuditAlert
 from audit.tasks import scan_alerts
 from tests.audit.conftest import OTHER_STUDY, PATIENT, STUDY, events
-from tests.helpers import api_as, signed_in
+from tests.helpers import api_as, grant, make_user, signed_in
 
 pytestmark = pytest.mark.django_db
 LONDON = ZoneInfo("Europe/London")
@@ -64,6 +65,33 @@ def test_an_emergency_auto_approval_alerts_both_trusts_and_emails_their_ig_offic
 
 
 def test_a_trust_with_no_ig_officer_has_its_alerts_sent_to_the_regional_administrators(rita, trust_b):
+    with at(WEEKDAY_MORNING):
+        catalogue.EMERGENCY_OVERRIDE.record(actor=SYSTEM, trust="RBB", reason="break glass")
+
+    alerts.scan()
+
+    assert [m.to for m in mail.outbox] == [[rita.email]]
+
+
+def test_an_ig_officer_elsewhere_who_is_a_clinician_here_gets_none_of_this_trusts_alerts(
+    trust_a, trust_b, ada, ida, rita
+):
+    """Who is told is decided per membership: IG officer at A and clinician at B is not B's IG officer."""
+    ivy = grant(grant(make_user("ivy@a.example"), trust_a, Role.IG_OFFICER), trust_b, Role.CLINICIAN)
+    with at(WEEKDAY_MORNING):
+        catalogue.EMERGENCY_OVERRIDE.record(actor=SYSTEM, trust="RBB", reason="break glass")
+
+    alerts.scan()
+
+    assert [m.to for m in mail.outbox] == [[ida.email]]
+    assert ivy.email not in alerts.recipients("RBB")
+    assert sorted(alerts.recipients("RAA")) == sorted([ada.email, ivy.email])
+
+
+def test_without_an_ig_officer_a_trusts_alerts_go_to_the_regional_administrators_not_to_officers_elsewhere(
+    trust_a, trust_b, rita
+):
+    grant(grant(make_user("ivy@a.example"), trust_a, Role.IG_OFFICER), trust_b, Role.CLINICIAN)
     with at(WEEKDAY_MORNING):
         catalogue.EMERGENCY_OVERRIDE.record(actor=SYSTEM, trust="RBB", reason="break glass")
 

@@ -168,6 +168,18 @@ def test_an_approver_declines_with_a_reason_and_the_requester_is_told(
     assert mail.outbox[0].to == ["bob@b.example"] and "Not our patient" in mail.outbox[0].body
 
 
+def test_a_requester_who_has_left_the_trust_is_not_told_of_the_decision(
+    pending, amir, bob, django_capture_on_commit_callbacks
+):
+    """Told only while they may open the request's page: the decision mail goes to nobody once they left."""
+    bob.memberships.all().delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_as(amir).post(f"{URL}{pending.pk}/decline/", {"reason": "Not our patient"}, format="json")
+
+    assert response.status_code == 200
+    assert mail.outbox == []
+
+
 def test_declining_without_a_reason_is_refused(pending, amir):
     response = api_as(amir).post(f"{URL}{pending.pk}/decline/", {"reason": ""}, format="json")
     assert response.status_code == 400 and "reason" in response.json()

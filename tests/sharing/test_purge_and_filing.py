@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from directory.models import Gateway
-from sharing import services, staging, tasks
+from sharing import staging, tasks
 from sharing.models import SecondOpinion, ShareLink
 from tests.dicom.orthanc import free_port
 from tests.helpers import signed_in
@@ -56,7 +57,9 @@ def test_the_creator_sees_every_access(consultant, ready_link, alice, ct_files):
     assert "open" in rows and "code" in rows and "viewed series" in rows and "192.0.2.44" in rows
 
 
-def test_a_filing_that_keeps_failing_is_recorded_on_the_opinion(consultant, ready_link):
+def test_a_filing_that_keeps_failing_is_retried_for_the_window_then_recorded_on_the_opinion(consultant, ready_link):
+    from celery.exceptions import Retry
+
     response = post(
         consultant,
         "/s/opinion/",
@@ -66,9 +69,18 @@ def test_a_filing_that_keeps_failing_is_recorded_on_the_opinion(consultant, read
     Gateway.objects.filter(pk=ready_link.link.gateway_id).update(port=free_port())  # nothing listens there
     opinion = SecondOpinion.objects.get()
 
-    with pytest.raises(Exception):  # noqa: B017 - a transient GatewayError: the task retries it
-        services.opinion_file(opinion.pk)
-    assert services.opinion_file(opinion.pk, final=True) == "failed"
+    with pytest.raises(Retry) as retried:  # a transient GatewayError: the task backs off and tries again
+        tasks.file_second_opinion.apply((opinion.pk,), throw=True)
+    opinion.refresh_from_db()
+    assert opinion.filing_status == "pending" and "refused" in opinion.filing_error.lower()
+
+    # The next try comes after the window (its state travels in the task's message): it gives up, saying why.
+    state = retried.value.sig.kwargs["gateway_retry"]
+    assert state["failures"] == 1
+    long_ago = timezone.now() - timedelta(seconds=settings.GATEWAY_RETRY_WINDOW + 1)
+    late = {"since": long_ago.isoformat(), "failures": state["failures"]}
+    assert tasks.file_second_opinion.apply((opinion.pk,), {"gateway_retry": late}, throw=True).get() == "failed"
 
     opinion.refresh_from_db()
-    assert opinion.filing_status == "failed" and opinion.filing_error and opinion.filing_attempts == 2
+    assert opinion.filing_status == "failed" and opinion.filing_attempts == 2
+    assert opinion.filing_error.startswith("Gave up after 2 tries over 2.0 h; last error:")

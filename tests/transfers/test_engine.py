@@ -166,12 +166,12 @@ def test_an_unreachable_destination_is_retried_then_failed_after_the_window(
         engine.run(transfer.pk, owner="test")
     assert not raised.value.permanent
 
-    settings.TRANSFER_RETRY_WINDOW = 3600
+    settings.GATEWAY_RETRY_WINDOW = 3600
     first = engine.next_retry_delay(transfer.pk, raised.value, jitter=0.0)
     second = engine.next_retry_delay(transfer.pk, raised.value, jitter=0.0)
-    assert first == settings.TRANSFER_RETRY_BASE_DELAY / 2 and second == 2 * first
+    assert first == settings.GATEWAY_RETRY_BASE_DELAY / 2 and second == 2 * first
 
-    settings.TRANSFER_RETRY_WINDOW = 0
+    settings.GATEWAY_RETRY_WINDOW = 0
     assert engine.next_retry_delay(transfer.pk, raised.value, jitter=0.5) is None
     transfer.refresh_from_db()
     assert transfer.status == Status.FAILED

@@ -117,6 +117,15 @@ def test_managers_of_other_trusts_and_inactive_managers_are_not_told(
     assert recipients == ["alice@a.example", "bea@b.example", second.email]
 
 
+def test_a_requester_who_has_left_both_trusts_is_not_told(transfer, alice, django_capture_on_commit_callbacks):
+    """Told only while they may open the transfer's page (members of its source or destination see it)."""
+    alice.memberships.all().delete()
+
+    finish(transfer, django_capture_on_commit_callbacks)
+
+    assert sorted(m.to[0] for m in mail.outbox) == ["bea@b.example"]
+
+
 def test_a_mail_server_failure_does_not_undo_the_finished_transfer(
     transfer, settings, django_capture_on_commit_callbacks
 ):

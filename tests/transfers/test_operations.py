@@ -85,6 +85,23 @@ def test_the_manager_sees_queues_stuck_and_recent_failures(desk, bea, cget_gatew
     assert f'value="{desk["stuck"].pk}"' in html and f'value="{desk["old_failure"].pk}"' not in html
 
 
+def test_the_manager_sees_what_holds_the_gateways_connections_and_what_waits(bea, cget_gateway_b):
+    from directory import slots
+
+    cget_gateway_b.max_concurrency = 2
+    cget_gateway_b.save()
+    assert slots.acquire([cget_gateway_b.pk], "run", work="transfer", subject="transfer 1")
+    assert slots.acquire([cget_gateway_b.pk], "copy", work="staging", subject="share link 1")
+    assert not slots.acquire([cget_gateway_b.pk], "file", work="filing", subject="second opinion 1")
+
+    (gateway,) = api_as(bea).get(API).json()["gateways"]
+
+    assert gateway["slots_in_use"] == 2 and gateway["in_use_by_work"] == {"transfer": 1, "staging": 1}
+    assert gateway["waiting"] == 1
+    html = signed_in(bea).get(PAGE).content.decode()
+    assert "2 / 2" in html and "1 transfer, 1 staging" in html and "1 waiting" in html
+
+
 def test_the_source_manager_sees_the_same_transfers_from_their_side(desk, amir):
     body = api_as(amir).get(API).json()
     assert [g["trust"] for g in body["gateways"]] == ["RAA"]

@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from directory.models import GatewaySlot
 from transfers import engine, services, slots
-from transfers.models import GatewaySlot, Status, Transfer
+from transfers.models import Status, Transfer
 from transfers.tasks import sweep_stalled
 
 from .conftest import STUDY
@@ -134,7 +135,7 @@ def test_the_task_waits_briefly_for_a_full_gateway_and_never_gives_up_on_it(tran
 
     from transfers import tasks
 
-    settings.TRANSFER_RETRY_WINDOW = 0  # even a closed retry window does not fail a transfer that waits
+    settings.GATEWAY_RETRY_WINDOW = 0  # even a closed retry window does not fail a transfer that waits
     cget_gateway_b.max_concurrency = 1
     cget_gateway_b.save()
     assert slots.acquire([cget_gateway_b.pk], "another transfer")

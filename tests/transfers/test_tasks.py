@@ -35,7 +35,7 @@ def run_task(transfer_id: int):
 
 
 def test_a_permanent_gateway_error_fails_the_transfer_with_its_message(transfer, monkeypatch):
-    def refuse(transfer_id, *, owner):
+    def refuse(transfer_id, *, owner, **_):
         raise GatewayError("ALPHA_EDGE rejected the association: called AE title not recognised", permanent=True)
 
     monkeypatch.setattr(engine, "run", refuse)
@@ -49,8 +49,8 @@ def test_a_permanent_gateway_error_fails_the_transfer_with_its_message(transfer,
 
 
 def test_a_transient_gateway_error_is_retried_with_backoff(transfer, monkeypatch, settings):
-    settings.TRANSFER_RETRY_BASE_DELAY = 10
-    monkeypatch.setattr(engine, "run", lambda transfer_id, *, owner: (_ for _ in ()).throw(GatewayError("timed out")))
+    settings.GATEWAY_RETRY_BASE_DELAY = 10
+    monkeypatch.setattr(engine, "run", lambda *_, **__: (_ for _ in ()).throw(GatewayError("timed out")))
 
     with pytest.raises(Retry) as retried:
         run_task(transfer.pk)
@@ -61,8 +61,8 @@ def test_a_transient_gateway_error_is_retried_with_backoff(transfer, monkeypatch
 
 
 def test_a_transient_error_past_the_retry_window_fails_readably(transfer, monkeypatch, settings):
-    settings.TRANSFER_RETRY_WINDOW = 0
-    monkeypatch.setattr(engine, "run", lambda transfer_id, *, owner: (_ for _ in ()).throw(GatewayError("timed out")))
+    settings.GATEWAY_RETRY_WINDOW = 0
+    monkeypatch.setattr(engine, "run", lambda *_, **__: (_ for _ in ()).throw(GatewayError("timed out")))
 
     run_task(transfer.pk)
 
@@ -72,7 +72,7 @@ def test_a_transient_error_past_the_retry_window_fails_readably(transfer, monkey
 
 
 def test_a_bug_in_the_engine_fails_the_transfer_instead_of_leaving_it_running(transfer, monkeypatch):
-    monkeypatch.setattr(engine, "run", lambda transfer_id, *, owner: 1 / 0)
+    monkeypatch.setattr(engine, "run", lambda transfer_id, *, owner, **_: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         run_task(transfer.pk)
     transfer.refresh_from_db()

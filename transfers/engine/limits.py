@@ -1,16 +1,17 @@
 """How the engine shares a PACS with other work, and when it tries again: per-gateway slots
-(transfers.slots, within each gateway's max_concurrency, across all workers) and the retry policy
-(backoff with jitter within a window). The seam where one gateway-access layer for every kind of PACS
-work takes over: the engine uses nothing else of either."""
+(transfers.slots, within each gateway's max_concurrency, across all workers) and the one retry policy
+of the gateway-access layer (directory.access: backoff with jitter within a window), which every kind
+of PACS work shares. The engine uses nothing else of either."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+
+from directory import access
 
 from .. import completion, slots
 from ..models import FINISHED, Transfer
@@ -53,17 +54,8 @@ def next_retry_delay(transfer_id: int, error: Exception, *, jitter: float) -> fl
         transfer.save(update_fields=["first_transient_error_at", "transient_failures"])
         elapsed = (now - transfer.first_transient_error_at).total_seconds()
         tries = transfer.transient_failures
-    if elapsed >= settings.TRANSFER_RETRY_WINDOW:
-        reason = f"Gave up after {tries} tries over {_duration(elapsed)}; last error: {error}"
+    delay = access.retry_policy().delay(failures=tries, elapsed=elapsed, jitter=jitter)
+    if delay is None:
+        reason = f"Gave up after {tries} tries over {access.duration(elapsed)}; last error: {error}"
         completion.transfer_fail(transfer_id, reason)
-        return None
-    delay = min(settings.TRANSFER_RETRY_MAX_DELAY, settings.TRANSFER_RETRY_BASE_DELAY * 2 ** (tries - 1))
-    return float(delay / 2 + delay / 2 * jitter)
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    if seconds >= 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:.0f} s"
+    return delay
