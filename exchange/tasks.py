@@ -28,3 +28,25 @@ def echo_gateway(gateway_id: int) -> bool | None:
     if gateway is None:
         return None  # deleted since the round was planned
     return services.gateway_echo(gateway=gateway).ok
+
+
+@shared_task(
+    name="exchange.stage_study_view", ignore_result=True, acks_late=True, soft_time_limit=1800, time_limit=1900
+)
+def stage_study_view(trust_id: int, study_uid: str) -> int:
+    """Copy a study for a member of staff to view (exchange.viewing); a failure is written beside it."""
+    from dicomkit import GatewayError
+
+    from . import viewing
+
+    try:
+        return viewing.stage(trust_id, study_uid)
+    except (GatewayError, services.GatewayUnavailable):
+        return 0
+
+
+@shared_task(name="exchange.purge_staff_views", ignore_result=True)
+def purge_staff_views() -> int:
+    from . import viewing
+
+    return viewing.purge_stale()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -44,17 +47,39 @@ def study_search(request: HttpRequest, ods_code: str) -> HttpResponse:
             context["error"], status = str(exc), 503
     elif submitted:
         status = 400
+    context["back_query"] = urlencode({"q": _search_query(request.GET)})
+    context["demo_patients"] = demo_patients_for(trust)
     return render(request, "exchange/study_search.html", context, status=status)
+
+
+_DATE_PARTS = [f"{n}_{p}" for n in ("birth_date", "study_date_from", "study_date_to") for p in ("day", "month", "year")]
+_SEARCH_KEYS = (*CRITERIA, "family_name", "given_name", "search", *_DATE_PARTS)
+
+
+def _search_query(params) -> str:
+    """The search's own parameters only, re-encoded: the study page's back link returns to the results."""
+    return urlencode([(k, v) for k in _SEARCH_KEYS for v in params.getlist(k)[:1] if v])
+
+
+def demo_patients_for(trust: Trust) -> list[dict]:
+    """In the demo (DEBUG), the synthetic patients this trust's PACS holds, so a newcomer has one to search."""
+    if not settings.DEBUG:
+        return []
+    from .demo import demo_patients_at
+
+    return demo_patients_at(trust.ods_code)
 
 
 @login_required
 def study_detail(request: HttpRequest, ods_code: str, study_uid: str) -> HttpResponse:
     trust = trust_for_study_search(request.user, ods_code)
     context: dict = {"trust": trust, "row": None, "series": [], "error": ""}
+    context["search_query"] = _search_query(QueryDict(request.GET.get("q", "")))
     try:
         context["row"], context["series"] = services.study_detail(
             trust=trust, study_uid=study_uid, actor=actor_from_request(request)
         )
+        context["summary"] = context["row"].summary()
     except services.StudyNotFound as exc:
         raise Http404("No such study in this trust's PACS.") from exc
     except services.GatewayUnavailable as exc:

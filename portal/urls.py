@@ -18,6 +18,7 @@ from sharing.apis import ShareLinkViewSet
 from transfers.apis import TransferViewSet
 
 from .health import healthz
+from .home import home
 
 # The admin's own login form would skip the second factor; send everyone through allauth instead.
 admin.site.login = secure_admin_login(admin.site.login)
@@ -44,6 +45,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", home, name="home"),
     path("", include("directory.urls")),
     path("", include("exchange.urls")),
     path("", include("transfers.urls")),

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from accounts import permissions as perms
 from audit.context import actor_from_request
 from exchange.apis import trust_for_study_search
+from exchange.services import GatewayUnavailable, study_summaries
 from portal.forms import add_service_errors
 
 from . import selectors, services
@@ -23,15 +24,40 @@ from .models import FINISHED, RETRYABLE, InstanceState
 DIRECTIONS = ("", "outgoing", "incoming")
 
 
+def studies_for(request: HttpRequest, trust, uids: list[str], purpose: str) -> tuple[list[dict], str]:
+    """What the trust's PACS says the chosen studies are (patient, date, description), looked up once per
+    browser session and choice; with the reason when the PACS could not be asked."""
+    key = f"study_summaries:{trust.ods_code}"
+    cached = request.session.get(key, {})
+    if uids and all(uid in cached for uid in uids):
+        return [cached[uid] for uid in uids], ""
+    try:
+        found = study_summaries(trust=trust, study_uids=uids, actor=actor_from_request(request), purpose=purpose)
+    except GatewayUnavailable as exc:
+        return [{"study_instance_uid": uid} for uid in uids], str(exc)
+    request.session[key] = {s["study_instance_uid"]: s for s in found if "patient_name" in s}
+    return found, ""
+
+
 @login_required
 def transfer_push(request: HttpRequest, ods_code: str) -> HttpResponse:
-    """Arriving from the search results (no `confirm`), the form starts with the chosen studies."""
+    """Three steps: the studies ticked in the search results (no `step`), the form (where to, how urgently,
+    why), then a confirmation naming the patient and the destination (`step=review`); only `step=send`
+    (or the older `confirm`) creates the transfer."""
     source = trust_for_study_search(request.user, ods_code)
     perms.require(perms.may_push_from(request.user, source.pk), f"Only clinicians of {source.ods_code} may send.")
-    if request.method == "POST" and request.POST.get("confirm"):
+    step = request.POST.get("step") or ("send" if request.POST.get("confirm") else "")
+    status = 200
+    if request.method == "POST" and step in ("review", "send"):
         form = PushForm(request.POST, source=source)
+        status = 400
         if form.is_valid():
             data = form.cleaned_data
+            studies, lookup_error = studies_for(request, source, data["study_instance_uids"], "push")
+            if step == "review":
+                context = {"source": source, "form": form, "studies": studies, "lookup_error": lookup_error}
+                context["patients"] = _patients(studies)
+                return render(request, "transfers/push_confirm.html", context)
             try:
                 transfer = services.transfer_create(
                     source=source,
@@ -41,20 +67,37 @@ def transfer_push(request: HttpRequest, ods_code: str) -> HttpResponse:
                     reason=data["reason"],
                     requested_by=request.user,
                     actor=actor_from_request(request),
+                    studies=studies,
                 )
             except ValidationError as exc:
                 add_service_errors(form, exc)
             else:
-                messages.success(request, f"Transfer {transfer.pk} queued.")
+                messages.success(request, f"Transfer {transfer.pk} queued: it appears on your home page.")
                 return redirect("transfers:detail", pk=transfer.pk)
-        status = 400
     else:
-        uids = request.POST.getlist("study_instance_uids") if request.method == "POST" else []
+        uids = request.POST.getlist("study_instance_uids") if request.method == "POST" else request.GET.getlist("study")
         form = PushForm(initial={"study_instance_uids": uids}, source=source)
-        status = 200
     uids = form["study_instance_uids"].value() or []
-    context = {"source": source, "form": form, "uids": uids if isinstance(uids, list) else [uids]}
+    uids = uids if isinstance(uids, list) else [uids]
+    studies, lookup_error = studies_for(request, source, [u for u in uids if u], "push") if uids else ([], "")
+    context = {
+        "source": source,
+        "form": form,
+        "uids": uids,
+        "studies": studies,
+        "patients": _patients(studies),
+        "lookup_error": lookup_error,
+    }
     return render(request, "transfers/push.html", context, status=status)
+
+
+def _patients(studies: list[dict]) -> list[dict]:
+    """One summary per patient among the studies (more than one is worth a warning before sending)."""
+    seen: dict[str, dict] = {}
+    for study in studies:
+        if "patient_name" in study:
+            seen.setdefault(study.get("nhs_number") or study.get("patient_id") or study["patient_name"], study)
+    return list(seen.values())
 
 
 @login_required

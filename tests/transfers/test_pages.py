@@ -281,7 +281,7 @@ def test_search_results_offer_a_checkbox_per_study_to_clinicians(alice, amir, on
     page = signed_in(alice).get("/trusts/RAA/studies/", {"patient_name": "*"}).content.decode()
     assert f'action="{PUSH_URL}"' in page
     assert f'name="study_instance_uids" value="{STUDY}" form="push-form"' in page
-    assert "Send to another trust" in page
+    assert "Send the selected studies to another trust" in page
     manager_page = signed_in(amir).get("/trusts/RAA/studies/", {"patient_name": "*"}).content.decode()
     assert "MR head" in manager_page
     assert "Send to another trust" not in manager_page
