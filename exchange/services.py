@@ -233,6 +233,67 @@ def study_summaries(*, trust: Trust, study_uids: list[str], actor: Actor, purpos
     return [found.get(uid, {"study_instance_uid": uid}) for uid in uids]
 
 
+@dataclass
+class LocalPatient:
+    """A patient as the trust's own PACS holds them, gathered from their studies."""
+
+    patient_id: str
+    issuer: str
+    names: set[str]
+    birth_dates: set[str]
+    sexes: set[str]
+    nhs_numbers: set[str]
+    studies: list[dict[str, Any]]
+    found_by: str  # "NHS number", "name and birth date" or "local ID"
+
+
+def local_patients(
+    *,
+    trust: Trust,
+    actor: Actor,
+    nhs_number: str = "",
+    family_name: str = "",
+    birth_date: str = "",
+    patient_id: str = "",
+    purpose: str = "",
+) -> list[LocalPatient]:
+    """The trust's patients by NHS number, then by family name and birth date (DICOM DA), or by a typed
+    local ID: live queries of its PACS, grouped by the ID the PACS keys each patient by (its own local ID,
+    or the NHS number where that is all it has). Each query is a 110112 event. Raises GatewayUnavailable."""
+    queries = []
+    if patient_id:
+        queries.append(("local ID", StudyQuery(patient_id=patient_id)))
+    if nhs_number:
+        queries.append(("NHS number", StudyQuery(nhs_number=nhs_number)))
+    if family_name and birth_date:
+        queries.append(("name and birth date", StudyQuery(patient_name=f"{family_name}*", birth_date=birth_date)))
+    found: dict[tuple[str, str], LocalPatient] = {}
+    try:
+        client = gateway_client(query_gateway(trust))
+        for how, query in queries:
+            studies = client.find_studies(query)
+            _record_search(trust, query, actor, Outcome.SUCCESS, {"lookup": purpose, "results": len(studies)})
+            for study in studies:
+                key = local_identity(study, trust.patient_id_issuer) or (
+                    (study.patient_id, NHS_ISSUER)
+                    if study.patient_id and study.patient_id == study.nhs_number
+                    else None
+                )
+                if key is None or (how == "local ID" and key[0] != patient_id):
+                    continue
+                patient = found.setdefault(key, LocalPatient(*key, set(), set(), set(), set(), [], how))
+                patient.names.add(study.patient_name)
+                patient.birth_dates.add(study.birth_date)
+                patient.sexes.add(study.sex)
+                if study.nhs_number:
+                    patient.nhs_numbers.add(study.nhs_number)
+                if all(s["study_instance_uid"] != study.study_instance_uid for s in patient.studies):
+                    patient.studies.append(study_row(study, trust).summary())
+    except (GatewayUnavailable, GatewayError) as exc:
+        raise GatewayUnavailable(_unavailable_message(trust, exc)) from exc
+    return list(found.values())
+
+
 def series_json(series: Series) -> dict[str, Any]:
     return {
         "series_instance_uid": series.series_instance_uid,

@@ -113,3 +113,36 @@ def receiver_activity(request: HttpRequest) -> HttpResponse:
     received = perms.visible_receiver_records(request.user, ReceivedInstance.objects.select_related("sender_trust"))
     context = {"quarantined": quarantined[:100], "received": received[:100]}
     return render(request, "exchange/receiver_activity.html", context)
+
+
+def chosen_studies(request: HttpRequest, trust: Trust, uids: list[str], purpose: str) -> tuple[list[dict], str]:
+    """What the trust's PACS says the chosen studies are (patient, date, description), looked up once per
+    browser session and choice; with the reason when the PACS could not be asked."""
+    key = f"study_summaries:{trust.ods_code}"
+    cached = request.session.get(key, {})
+    if uids and all(uid in cached for uid in uids):
+        return [cached[uid] for uid in uids], ""
+    try:
+        found = services.study_summaries(
+            trust=trust, study_uids=uids, actor=actor_from_request(request), purpose=purpose
+        )
+    except services.GatewayUnavailable as exc:
+        return [{"study_instance_uid": uid} for uid in uids], str(exc)
+    request.session[key] = {**cached, **{s["study_instance_uid"]: s for s in found if "patient_name" in s}}
+    return found, ""
+
+
+def patient_studies(request: HttpRequest, trust: Trust, uids: list[str], purpose: str) -> tuple[list[dict], str]:
+    """The chosen studies first, then the same patient's other studies at the trust (by NHS number)."""
+    chosen, error = chosen_studies(request, trust, uids, purpose)
+    numbers = {s.get("nhs_number") for s in chosen if s.get("nhs_number")}
+    if error or len(numbers) != 1:
+        return chosen, error
+    try:
+        rows = services.study_search(
+            trust=trust, criteria={"nhs_number": next(iter(numbers))}, actor=actor_from_request(request)
+        )
+    except services.GatewayUnavailable as exc:
+        return chosen, str(exc)
+    known = {s["study_instance_uid"] for s in chosen}
+    return chosen + [r.summary() for r in rows if r.study.study_instance_uid not in known], ""

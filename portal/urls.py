@@ -3,7 +3,7 @@
 from allauth.account.decorators import secure_admin_login
 from csp.decorators import csp_update
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
@@ -17,6 +17,7 @@ from reconciliation.apis import ReconciliationViewSet
 from sharing.apis import ShareLinkViewSet
 from transfers.apis import TransferViewSet
 
+from . import errors
 from .health import healthz
 from .home import home
 
@@ -68,4 +69,6 @@ urlpatterns = [
         name="api-docs",
     ),
     path("healthz", healthz, name="healthz"),
+    re_path(r"^.*$", errors.unmatched),  # last: the portal's own 404 page, also under DEBUG (the demo)
 ]
+handler404 = errors.not_found

@@ -411,3 +411,23 @@ def _finish_if_nothing_waits(transfer_id: int) -> None:
         transfer.save(update_fields=["status", "errors", "completed_at"])
         record_completion(transfer, outcome, counts)
     transfer_finished(transfer_id)
+
+
+@transaction.atomic
+def reconciliation_resolve_many(
+    *,
+    items: list[StudyReconciliation],
+    user,
+    patient_id: str = "",
+    issuer: str = "",
+    new_patient: bool = False,
+    actor: Actor | None = None,
+) -> list[StudyReconciliation]:
+    """One decision for several held studies (the assistant's "every held study of this patient in this
+    transfer"): each resolved as if alone, audited alone, all or none."""
+    return [
+        reconciliation_resolve(
+            item=item, user=user, patient_id=patient_id, issuer=issuer, new_patient=new_patient, actor=actor
+        )
+        for item in items
+    ]

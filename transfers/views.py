@@ -14,29 +14,15 @@ from django.views.decorators.http import require_POST
 from accounts import permissions as perms
 from audit.context import actor_from_request
 from exchange.apis import trust_for_study_search
-from exchange.services import GatewayUnavailable, study_summaries
+from exchange.views import chosen_studies
 from portal.forms import add_service_errors
 
 from . import selectors, services
 from .forms import PushForm, TransferFilterForm
-from .models import FINISHED, RETRYABLE, InstanceState
+from .models import FINISHED, RETRYABLE, InstanceState, Status
+from .stages import transfer_stage
 
 DIRECTIONS = ("", "outgoing", "incoming")
-
-
-def studies_for(request: HttpRequest, trust, uids: list[str], purpose: str) -> tuple[list[dict], str]:
-    """What the trust's PACS says the chosen studies are (patient, date, description), looked up once per
-    browser session and choice; with the reason when the PACS could not be asked."""
-    key = f"study_summaries:{trust.ods_code}"
-    cached = request.session.get(key, {})
-    if uids and all(uid in cached for uid in uids):
-        return [cached[uid] for uid in uids], ""
-    try:
-        found = study_summaries(trust=trust, study_uids=uids, actor=actor_from_request(request), purpose=purpose)
-    except GatewayUnavailable as exc:
-        return [{"study_instance_uid": uid} for uid in uids], str(exc)
-    request.session[key] = {s["study_instance_uid"]: s for s in found if "patient_name" in s}
-    return found, ""
 
 
 @login_required
@@ -53,7 +39,7 @@ def transfer_push(request: HttpRequest, ods_code: str) -> HttpResponse:
         status = 400
         if form.is_valid():
             data = form.cleaned_data
-            studies, lookup_error = studies_for(request, source, data["study_instance_uids"], "push")
+            studies, lookup_error = chosen_studies(request, source, data["study_instance_uids"], "push")
             if step == "review":
                 context = {"source": source, "form": form, "studies": studies, "lookup_error": lookup_error}
                 context["patients"] = _patients(studies)
@@ -79,7 +65,7 @@ def transfer_push(request: HttpRequest, ods_code: str) -> HttpResponse:
         form = PushForm(initial={"study_instance_uids": uids}, source=source)
     uids = form["study_instance_uids"].value() or []
     uids = uids if isinstance(uids, list) else [uids]
-    studies, lookup_error = studies_for(request, source, [u for u in uids if u], "push") if uids else ([], "")
+    studies, lookup_error = chosen_studies(request, source, [u for u in uids if u], "push") if uids else ([], "")
     context = {
         "source": source,
         "form": form,
@@ -108,6 +94,8 @@ def transfer_list(request: HttpRequest) -> HttpResponse:
     status = form.cleaned_data["status"] if form.is_valid() else ""
     transfers = selectors.transfer_list(user=request.user, direction=direction, status=status)
     page = Paginator(transfers, 50).get_page(request.GET.get("page"))
+    for transfer in page:
+        transfer.stage = transfer_stage(transfer)
     context = {"page": page, "form": form, "direction": direction, "status": status}
     return render(request, "transfers/list.html", context)
 
@@ -121,15 +109,38 @@ def transfer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if transfer.started_at and transfer.bytes_done and transfer.status not in FINISHED:
         seconds = (timezone.now() - transfer.started_at).total_seconds()
         rate = transfer.bytes_done / seconds / 1_000_000 if seconds > 0 else None
+    studies = transfer.studies or [{"study_instance_uid": uid} for uid in transfer.study_instance_uids]
     context = {
         "transfer": transfer,
-        "failed_instances": failed[:200],
-        "finished": transfer.status in FINISHED,
+        "stage": transfer_stage(transfer),
+        "studies": studies,
+        "patients": _patients(studies),
+        "errors": errors_once(transfer.errors, failed[:200]),
+        "held": transfer.instances.filter(state=InstanceState.HELD).count(),
+        # Nothing more to poll for: ended, or waiting on a person (an imaging manager's matching).
+        "resting": transfer.status in FINISHED or transfer.status == Status.AWAITING_RECONCILIATION,
         "may_cancel": may_manage and transfer.status not in FINISHED,
         "may_retry": may_manage and transfer.status in RETRYABLE,
         "rate": rate,
     }
     return render(request, "transfers/detail.html", context)
+
+
+def errors_once(errors: list[dict], failed_rows) -> list[dict]:
+    """One row per instance: the engine lists each failed instance in `errors` and the ledger says the same,
+    so a page showing both listed every failure twice (40 rows for 20 after a retry)."""
+    rows, seen = [], set()
+    for entry in errors:
+        uid = entry.get("sop_instance_uid") or entry.get("study_instance_uid") or ""
+        if uid and uid in seen:
+            continue
+        seen.add(uid)
+        rows.append({"uid": uid, "error": entry.get("error", "")})
+    for row in failed_rows:
+        if row.sop_instance_uid not in seen:
+            seen.add(row.sop_instance_uid)
+            rows.append({"uid": row.sop_instance_uid, "error": row.last_error})
+    return rows
 
 
 @login_required

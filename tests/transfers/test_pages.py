@@ -198,7 +198,7 @@ def test_the_detail_page_shows_progress_and_errors(transfer, alice):
         ]
     )
     page = signed_in(alice).get(f"/transfers/{transfer.pk}/").content.decode()
-    assert '<span data-field="instances_done">2</span> / <span data-field="instances_total">4</span>' in page
+    assert '<span data-field="instances_done">2</span> of <span data-field="instances_total">4</span>' in page
     assert '<span data-field="megabytes">3.5</span> MB' in page
     assert '<span data-field="instances_failed">1</span>' in page
     assert "0xA700 out of resources" in page
