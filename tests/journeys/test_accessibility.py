@@ -154,14 +154,14 @@ def visit(chromium, live_server, journey, user, paths):  # noqa: F811
 
 
 def test_every_staff_page_is_accessible_for_each_role(
-    chromium,
+    chromium,  # noqa: F811
     live_server,
     region,
     alice,
     amir,
     ada,
     bob,
-    trust_a,  # noqa: F811
+    trust_a,
 ):
     journey = Journey("accessibility-staff")
     t, pull, held, link, alert = (region[k] for k in ("transfer", "pull", "held", "link", "alert"))
