@@ -74,7 +74,7 @@ def view_request(*, trust: Trust, study_uid: str) -> str:
         from .tasks import stage_study_view
 
         stage_study_view.apply_async((trust.pk, study_uid), queue="routine")
-        return "staging"
+        return view_state(trust, study_uid)[0]  # a worker may already have finished
     return state
 
 

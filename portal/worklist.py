@@ -37,7 +37,7 @@ def worklist(user) -> list[Box]:
         boxes.append(_to_reconcile(user))
     if perms.member_trust_ids(user, perms.Perm.REQUEST_STUDIES):
         boxes.append(_my_requests(user))
-    if perms.member_trust_ids(user):
+    if perms.study_search_trust_ids(user):  # clinicians and imaging managers move images; IG officers do not
         boxes.append(_problem_transfers(user))
         boxes.append(_my_transfers(user))
     if perms.member_trust_ids(user, perms.Perm.PUSH_STUDIES) or perms.member_trust_ids(

@@ -22,10 +22,10 @@ def _kind(field: forms.BoundField) -> str:
     widget = field.field.widget
     if isinstance(field.field, DatePartsField):
         return "date"
+    if isinstance(widget, forms.CheckboxSelectMultiple):  # a RadioSelect subclass: ask first
+        return "checkboxes"
     if isinstance(widget, forms.RadioSelect):
         return "radios"
-    if isinstance(widget, forms.CheckboxSelectMultiple):
-        return "checkboxes"
     if isinstance(widget, forms.CheckboxInput):
         return "checkbox"
     if isinstance(widget, forms.Select):

@@ -265,3 +265,30 @@ def test_the_consultants_pages_are_accessible(chromium, live_server, region):  #
     journey.check(refused, "refused")
     outsider.close()
     assert mail.outbox
+
+
+def test_the_navigation_fits_one_line_at_1366_pixels_for_the_busiest_roles(
+    chromium,
+    live_server,
+    trust_a,
+    amir,
+    ada,
+    alice,  # noqa: F811
+):
+    """The navigation wrapped at 1366 px for imaging managers (and more so with more roles)."""
+    from accounts.models import Membership
+
+    for role in ("clinician", "ig_officer", "regional_admin"):
+        Membership.objects.get_or_create(user=amir, trust=trust_a, role=role)
+    amir.is_staff = True
+    amir.save()
+    context = chromium.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 800})
+    session_for(context, live_server, amir)
+    page = context.new_page()
+    page.goto("/")
+    tops = page.locator(".nhsuk-header__navigation-item:not([hidden])").evaluate_all(
+        "items => items.filter(i => i.offsetParent !== null).map(i => Math.round(i.getBoundingClientRect().top))"
+    )
+    assert len(tops) >= 6 and len(set(tops)) == 1, tops
+    Journey("navigation-1366").check(page, "manager-with-every-role")
+    context.close()
