@@ -268,12 +268,10 @@ def test_the_consultants_pages_are_accessible(chromium, live_server, region):  #
 
 
 def test_the_navigation_fits_one_line_at_1366_pixels_for_the_busiest_roles(
-    chromium,
+    chromium,  # noqa: F811
     live_server,
     trust_a,
     amir,
-    ada,
-    alice,  # noqa: F811
 ):
     """The navigation wrapped at 1366 px for imaging managers (and more so with more roles)."""
     from accounts.models import Membership
