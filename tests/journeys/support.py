@@ -124,7 +124,8 @@ class Driver:
             return
         name = locator.get_attribute("name")
         group = self.page.locator(f"input[type=radio][name='{name}']")
-        self.focus(group.first if not group.locator(":scope:checked").count() else group.locator(":scope:checked"))
+        checked = self.page.locator(f"input[type=radio][name='{name}']:checked")
+        self.focus(checked if checked.count() else group.first)
         for _ in range(group.count()):
             if locator.is_checked():
                 return
@@ -141,4 +142,4 @@ def sign_in(page, email: str, drive: Driver) -> None:
     page.wait_for_url("**/accounts/2fa/authenticate/")
     drive.fill(page.locator("input[name=code]"), totp_code())
     drive.click(page.locator("form button[type=submit]").first)
-    page.wait_for_url("**/")
+    page.wait_for_url(re.compile(r"^https?://[^/]+/$"))

@@ -13,7 +13,6 @@ from audit.models import AuditAlert, AuditEvent
 from pulls.models import PullRequest
 from reconciliation.models import StudyReconciliation
 from sharing.models import SecondOpinion
-from tests.browser.conftest import chromium  # noqa: F401 - the session's one browser
 from tests.sharing.conftest import create_link, stage_files
 from transfers import services as transfer_services
 from transfers.models import InstanceState, Status, Transfer, TransferInstance
@@ -138,7 +137,7 @@ def region(
     return {"transfer": transfer, "pull": pull, "held": held, "link": created, "alert": alert}
 
 
-def visit(chromium, live_server, journey, user, paths):  # noqa: F811
+def visit(chromium, live_server, journey, user, paths):
     context = chromium.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 900})
     if user is not None:
         session_for(context, live_server, user)
@@ -154,7 +153,7 @@ def visit(chromium, live_server, journey, user, paths):  # noqa: F811
 
 
 def test_every_staff_page_is_accessible_for_each_role(
-    chromium,  # noqa: F811
+    chromium
     live_server,
     region,
     alice,
@@ -235,7 +234,7 @@ def test_every_staff_page_is_accessible_for_each_role(
     assert len(journey.checked) >= 36
 
 
-def test_the_consultants_pages_are_accessible(chromium, live_server, region):  # noqa: F811
+def test_the_consultants_pages_are_accessible(chromium, live_server, region):
     from tests.sharing.conftest import emailed_code
 
     journey = Journey("accessibility-consultant")
@@ -268,7 +267,7 @@ def test_the_consultants_pages_are_accessible(chromium, live_server, region):  #
 
 
 def test_the_navigation_fits_one_line_at_1366_pixels_for_the_busiest_roles(
-    chromium,  # noqa: F811
+    chromium
     live_server,
     trust_a,
     amir,
