@@ -153,7 +153,7 @@ def visit(chromium, live_server, journey, user, paths):
 
 
 def test_every_staff_page_is_accessible_for_each_role(
-    chromium
+    chromium,
     live_server,
     region,
     alice,
@@ -267,7 +267,7 @@ def test_the_consultants_pages_are_accessible(chromium, live_server, region):
 
 
 def test_the_navigation_fits_one_line_at_1366_pixels_for_the_busiest_roles(
-    chromium
+    chromium,
     live_server,
     trust_a,
     amir,
