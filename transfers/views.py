@@ -42,6 +42,7 @@ def transfer_push(request: HttpRequest, ods_code: str) -> HttpResponse:
             studies, lookup_error = chosen_studies(request, source, data["study_instance_uids"], "push")
             if step == "review":
                 context = {"source": source, "form": form, "studies": studies, "lookup_error": lookup_error}
+                context["thumbs_trust"] = source.ods_code
                 context["patients"] = _patients(studies)
                 return render(request, "transfers/push_confirm.html", context)
             try:
@@ -116,6 +117,7 @@ def transfer_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "studies": studies,
         "patients": _patients(studies),
         "errors": errors_once(transfer.errors, failed[:200]),
+        "thumbs_trust": _thumbnail_trust(request.user, transfer),
         "held": transfer.instances.filter(state=InstanceState.HELD).count(),
         # Nothing more to poll for: ended, or waiting on a person (an imaging manager's matching).
         "resting": transfer.status in FINISHED or transfer.status == Status.AWAITING_RECONCILIATION,
@@ -124,6 +126,16 @@ def transfer_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "rate": rate,
     }
     return render(request, "transfers/detail.html", context)
+
+
+def _thumbnail_trust(user, transfer) -> str:
+    """Whose PACS the study thumbnails come from: the source's for its own staff, else the destination's
+    once the images are there (a user sees only their own trust's images)."""
+    if perms.may_search_studies(user, transfer.source_id):
+        return transfer.source.ods_code
+    if transfer.status == Status.COMPLETED and perms.may_search_studies(user, transfer.destination_id):
+        return transfer.destination.ods_code
+    return ""
 
 
 def errors_once(errors: list[dict], failed_rows) -> list[dict]:

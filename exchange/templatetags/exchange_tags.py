@@ -38,7 +38,7 @@ def dicom_date(value) -> str:
     parsed = _as_date(value)
     if parsed is None:
         return str(value) if value else "—"
-    return parsed.strftime("%d %b %Y")
+    return f"{parsed.day} {parsed:%b %Y}"  # as Django's "j M Y" elsewhere: 1 Nov 2026
 
 
 @register.filter
