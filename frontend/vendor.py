@@ -34,6 +34,9 @@ def _nhsuk_frontend(source: Path, target: Path) -> None:
         raise SystemExit("nhsuk-frontend: its CSS still names the NHS CDN; update frontend/vendor.py")
     (target / "nhsuk-frontend.min.css").write_text(css, encoding="utf-8")
     shutil.copy2(dist / "nhsuk-frontend.min.js", target / "nhsuk-frontend.min.js")
+    # Both files name their source maps, and collectstatic's manifest storage fails on a missing one.
+    for name in ("nhsuk-frontend.min.css.map", "nhsuk-frontend.min.js.map"):
+        shutil.copy2(dist / name, target / name)
     shutil.copytree(dist / "assets", target / "assets")
 
 

@@ -201,3 +201,20 @@ def test_the_demo_names_patients_to_search_for(capsys, settings, alice, trust_a)
     trust_a.save()
     html = signed_in(alice).get("/trusts/R0A/studies/").content.decode()
     assert 'id="demo-patients"' in html and "KHAN, Priya" in html
+
+
+def test_the_production_image_collects_the_design_system_with_hashed_names(tmp_path, settings):
+    """What the Dockerfile runs: collectstatic with the manifest storage (it refuses a file whose CSS or
+    source-map references are missing; nhsuk-frontend's named maps it did not ship with us at first)."""
+    from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
+
+    settings.STATIC_ROOT = tmp_path
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+    }
+    call_command("collectstatic", "--noinput", verbosity=0)
+    storage = ManifestStaticFilesStorage(location=tmp_path)
+    css = storage.stored_name("vendor/nhsuk-frontend/nhsuk-frontend.min.css")
+    assert re.search(r"\.[0-9a-f]{12}\.css$", css)
+    assert re.search(r'url\("assets/images/nhsuk-icon-cross\.[0-9a-f]{12}\.svg"\)', (tmp_path / css).read_text())
