@@ -17,7 +17,7 @@ from sharing import rendering, staged
 
 from . import viewing
 from .apis import trust_for_study_search
-from .services import GatewayUnavailable, StudyNotFound, study_detail
+from .services import GatewayUnavailable
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:
@@ -47,21 +47,25 @@ def viewer_context(base: str, presets: bool = True) -> dict:
 
 @require_GET
 def study_view(request: HttpRequest, ods_code: str, study_uid: str) -> HttpResponse:
+    """The viewer over the portal's copy of the study; while the copy is made, a page that reloads itself.
+    Who the study belongs to is looked up once per browser session (the reloads are not new accesses: the
+    images themselves are audited as they are shown)."""
+    from .views import chosen_studies
+
     trust = trust_for_study_search(request.user, ods_code)
+    summaries, error = chosen_studies(request, trust, [study_uid], "view images")
+    summary = summaries[0] if summaries else {}
+    if not error and "patient_name" not in summary:
+        raise Http404("No such study in this trust's PACS.")
     try:
-        row, _ = study_detail(trust=trust, study_uid=study_uid, actor=actor_from_request(request))
-        state = viewing.view_request(trust=trust, study_uid=study_uid)
-    except (StudyNotFound, viewing.NotViewable) as exc:
+        state = "failed" if error else viewing.view_request(trust=trust, study_uid=study_uid)
+    except viewing.NotViewable as exc:
         raise Http404("No such study in this trust's PACS.") from exc
-    except GatewayUnavailable as exc:
-        row, state = None, "failed"
-        detail = str(exc)
-    else:
-        detail = viewing.view_state(trust, study_uid)[1]
+    detail = error or viewing.view_state(trust, study_uid)[1]
     base = reverse("exchange:study_view", args=[trust.ods_code, study_uid])
     context = {
         "trust": trust,
-        "summary": row.summary() if row else {},
+        "summary": summary,
         "state": state,
         "detail": detail,
         "back_url": reverse("exchange:study_detail", args=[trust.ods_code, study_uid]),

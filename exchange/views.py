@@ -35,7 +35,7 @@ def study_search_home(request: HttpRequest) -> HttpResponse:
 def study_search(request: HttpRequest, ods_code: str) -> HttpResponse:
     trust = trust_for_study_search(request.user, ods_code)
     submitted = any(request.GET.get(name) for name in CRITERIA) or "search" in request.GET
-    form = StudySearchForm(request.GET if submitted else None)
+    form = StudySearchForm(_as_typed(request.GET) if submitted else None)
     context: dict = {"trust": trust, "form": form, "rows": None, "error": ""}
     status = 200
     if submitted and form.is_valid():
@@ -54,6 +54,20 @@ def study_search(request: HttpRequest, ods_code: str) -> HttpResponse:
 
 _DATE_PARTS = [f"{n}_{p}" for n in ("birth_date", "study_date_from", "study_date_to") for p in ("day", "month", "year")]
 _SEARCH_KEYS = (*CRITERIA, "family_name", "given_name", "search", *_DATE_PARTS)
+
+
+def _as_typed(params: QueryDict) -> QueryDict:
+    """A DICOM `patient_name=Family^Given` (a link, a bookmark, the API's spelling) shown in the family and
+    given name boxes, so that what the user then types there is what is searched for."""
+    name = params.get("patient_name", "")
+    if not name or params.get("family_name") or params.get("given_name"):
+        return params
+    data = params.copy()
+    family, _, given = name.partition("^")
+    data.setlist("family_name", [family])
+    data.setlist("given_name", [given.split("^")[0]])
+    del data["patient_name"]
+    return data
 
 
 def _search_query(params) -> str:

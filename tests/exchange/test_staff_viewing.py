@@ -66,3 +66,16 @@ def test_search_results_have_a_thumbnail_of_each_study_and_fetching_one_is_audit
     assert thumb.status_code == 200 and thumb.content.startswith(b"\x89PNG")
     assert AuditEvent.objects.filter(event_id="110103", detail__view="thumbnail", study_uids=[studies.mr_uid]).exists()
     assert client.get(src).content == thumb.content  # kept: the PACS is not asked twice
+
+
+def test_the_page_waiting_for_the_copy_reloads_without_flooding_the_audit_trail(
+    alice, settings, tmp_path, sim_gateway, studies, monkeypatch
+):
+    settings.SPOOL_DIR = tmp_path / "spool"
+    monkeypatch.setattr(tasks.stage_study_view, "apply_async", lambda args, **kw: None)  # a busy worker
+    client = signed_in(alice)
+    for _ in range(3):  # the page reloads itself every 2 s until the images are here
+        page = client.get(f"/trusts/RAA/studies/{studies.mr_uid}/view/").content.decode()
+        assert 'http-equiv="refresh"' in page and "Fetching the images" in page
+    assert AuditEvent.objects.filter(event_id="110112", detail__lookup="view images").count() == 1
+    assert not AuditEvent.objects.filter(event_id="110103").exists()  # nothing seen yet
