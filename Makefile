@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+# Front-end builds from npm (package.json, pinned by package-lock.json), copied into frontend/build/ and
+# served as our own static files (docs/ui.md). Reinstalled when the lock file or the copy script changes.
+FRONTEND_STAMP := frontend/build/.installed-$(shell cat package-lock.json frontend/vendor.py | sha256sum | cut -c1-12)
 PYTEST_ARGS ?= -n 2
 DEMO_ENV := DEBUG=1
 
@@ -14,7 +17,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
-venv: $(STAMP)
+$(FRONTEND_STAMP): package.json package-lock.json frontend/vendor.py
+	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	$(PYTHON) frontend/vendor.py
+	@touch $@
+
+venv: $(STAMP) $(FRONTEND_STAMP)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -40,4 +48,4 @@ demo: migrate
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(DEMO_ENV) $(BIN)/honcho --procfile Procfile.demo start
 
 clean:
-	rm -rf var/ $(VENV)
+	rm -rf var/ $(VENV) node_modules/ frontend/build/

@@ -48,8 +48,19 @@ def _export(request: HttpRequest, events, filters, fmt: str, report: str) -> Str
     return response
 
 
+_DATE_PARTS = ("day", "month", "year")
+
+
 def _query(request: HttpRequest) -> AuditQuerySerializer:
-    return AuditQuerySerializer(data={key: value for key, value in request.GET.items() if key != "cursor"})
+    """The filters; the page's dates come as day, month and year boxes (the service manual's pattern, not
+    the browser's locale-dependent date picker) and are read as the API's ISO dates."""
+    data = {key: value for key, value in request.GET.items() if key != "cursor" and not key.endswith(_DATE_PARTS)}
+    for name in ("since", "until"):
+        parts = [request.GET.get(f"{name}_{part}", "").strip() for part in _DATE_PARTS]
+        if any(parts) and not data.get(name):
+            day, month, year = parts
+            data[name] = f"{year}-{month.zfill(2)}-{day.zfill(2)}" if all(parts) else "incomplete"
+    return AuditQuerySerializer(data=data)
 
 
 def _page(request: HttpRequest, events) -> selectors.Page | None:
@@ -70,6 +81,7 @@ def _context(request: HttpRequest, query: AuditQuerySerializer, **extra: object)
         "trusts": _trust_choices(request.user),
         "export_formats": [("csv", "CSV"), ("fhir", "FHIR R4 (JSON)"), ("dicom", "DICOM audit XML")],
         "querystring": request.GET.urlencode(),
+        "date_parts": [("day", 2), ("month", 2), ("year", 4)],
         **extra,
     }
 

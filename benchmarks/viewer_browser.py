@@ -127,7 +127,7 @@ class RenderLog:
     """Wraps the renderer the views call, to say how many images the server made and how long each took."""
 
     def __init__(self) -> None:
-        from sharing import rendering
+        from dicomkit import rendering
 
         self.times: list[float] = []
         original = rendering.render
@@ -317,7 +317,7 @@ def first_images(bench: Bench, browser, base_url: str, runs: int) -> bool:
 
 
 def scrolling(page, preset: str, slices: int, key_rate: float, renders: RenderLog) -> bool:
-    from sharing import rendering
+    from dicomkit import rendering
 
     windowed = preset != "default"
     label = "file's window" if preset == "default" else f"{preset} preset"
@@ -346,7 +346,7 @@ def scrolling(page, preset: str, slices: int, key_rate: float, renders: RenderLo
 
 
 def stepping(page, label: str, preset: str, windowed: bool, count: int) -> bool:
-    from sharing import rendering
+    from dicomkit import rendering
 
     go_to_first(page, preset, windowed)
     rendering.clear_caches()

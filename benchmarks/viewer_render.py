@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dicomkit import rendering, staged  # noqa: E402
 from dicomkit.sim.synthetic import make_study  # noqa: E402
-from sharing import rendering, staged  # noqa: E402
 
 FIRST_IMAGE_TARGET_S = 1.0
 SCROLL_TARGET_PER_S = 20.0

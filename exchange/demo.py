@@ -110,3 +110,12 @@ def generate_demo_studies() -> dict[str, int]:
         marker.write_text(json.dumps({"version": DEMO_STUDIES_VERSION, "studies": count}))
         written[spec.ods_code] = count
     return written
+
+
+def demo_patients_at(ods_code: str) -> list[dict[str, str]]:
+    """The synthetic patients whose studies a demo trust's PACS holds: name and NHS number."""
+    numbers = demo_nhs_numbers()
+    held = dict.fromkeys(index for ods, index, *_ in STUDIES if ods == ods_code)
+    return [
+        {"name": f"{PATIENTS[i].family_name.upper()}, {PATIENTS[i].given_name}", "nhs_number": numbers[i]} for i in held
+    ]

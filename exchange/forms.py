@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 
 from dicomkit import nhs
+from portal.forms import DatePartsField
 
 CRITERIA = (
     "nhs_number",
@@ -25,19 +26,22 @@ _DICOM_TEXT = re.compile(r"^[^\\\x00-\x1f]*$")
 
 
 class StudySearchForm(forms.Form):
-    nhs_number = forms.CharField(label="NHS number", required=False, max_length=20)
+    """The search page shows family and given name as two boxes; API clients send `patient_name` as a
+    DICOM name (`Family^Given`). Both end as one `patient_name` criterion."""
+
+    nhs_number = forms.CharField(
+        label="NHS number", required=False, max_length=20, help_text="For example, 943 476 5919"
+    )
     patient_id = forms.CharField(label="Local patient ID", required=False, max_length=64)
-    patient_name = forms.CharField(
-        label="Patient name", required=False, max_length=64, help_text="Family^Given; * and ? are wildcards."
+    family_name = forms.CharField(
+        label="Family name", required=False, max_length=40, help_text="* matches any letters, for example Kh*"
     )
-    birth_date = forms.DateField(label="Date of birth", required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    study_date_from = forms.DateField(
-        label="Study date from", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
-    study_date_to = forms.DateField(
-        label="Study date to", required=False, widget=forms.DateInput(attrs={"type": "date"})
-    )
-    modality = forms.CharField(required=False, max_length=16, help_text="e.g. CT, MR, CR")
+    given_name = forms.CharField(label="Given name", required=False, max_length=23)
+    patient_name = forms.CharField(label="Patient name (DICOM)", required=False, max_length=64)
+    birth_date = DatePartsField(label="Date of birth", required=False)
+    study_date_from = DatePartsField(label="Study date from", required=False)
+    study_date_to = DatePartsField(label="Study date to", required=False)
+    modality = forms.CharField(required=False, max_length=16, help_text="For example, CT, MR or CR")
     accession_number = forms.CharField(label="Accession number", required=False, max_length=16)
 
     def clean_nhs_number(self) -> str:
@@ -70,8 +74,23 @@ class StudySearchForm(forms.Form):
     def clean_accession_number(self) -> str:
         return self._clean_text("accession_number")
 
+    def clean_family_name(self) -> str:
+        return self._clean_name("family_name")
+
+    def clean_given_name(self) -> str:
+        return self._clean_name("given_name")
+
+    def _clean_name(self, name: str) -> str:
+        value = self._clean_text(name)
+        if "^" in value or "=" in value:
+            raise forms.ValidationError("Type the name as people write it, without ^ or =.")
+        return value
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        family, given = data.pop("family_name", ""), data.pop("given_name", "")
+        if (family or given) and not data.get("patient_name"):
+            data["patient_name"] = f"{family or '*'}^{given}" if given else family
         if not self.errors and not any(data.get(name) for name in CRITERIA):
             raise forms.ValidationError("Give at least one search criterion, for example the NHS number.")
         start, end = data.get("study_date_from"), data.get("study_date_to")

@@ -60,10 +60,12 @@ class StudyNotFound(Exception):
 
 @dataclass(frozen=True)
 class StudyRow:
-    """A query result as the portal shows it: the NHS number apart from the local MRN."""
+    """A query result as the portal shows it: the NHS number apart from the trust's own local ID
+    ("" when the PACS holds the patient under no local ID of the trust, e.g. only the NHS number)."""
 
     study: Study
     local_patient_id: str
+    local_issuer: str = ""
 
     def as_json(self) -> dict[str, Any]:
         s = self.study
@@ -82,6 +84,10 @@ class StudyRow:
             "instance_count": s.instance_count,
         }
 
+    def summary(self) -> dict[str, Any]:
+        """as_json (the REST contract's study) and the local ID's issuer: what pages show of a study."""
+        return {**self.as_json(), "patient_id_issuer": self.local_issuer if self.local_patient_id else ""}
+
 
 def iso_date(dicom_date: str) -> str | None:
     """DICOM DA (YYYYMMDD) as ISO 8601; None when absent or not a real date."""
@@ -91,12 +97,28 @@ def iso_date(dicom_date: str) -> str | None:
         return None
 
 
-def local_patient_id(study: Study) -> str:
-    """The trust's own MRN: PatientID, unless that holds the NHS number, then the first other local ID."""
-    if study.issuer_of_patient_id.upper() != NHS_ISSUER and study.patient_id != study.nhs_number:
-        return study.patient_id
-    others = [o.patient_id for o in study.other_patient_ids if o.issuer.upper() != NHS_ISSUER]
-    return next((o for o in others if o != study.nhs_number), "")
+def local_identity(study: Study, issuer: str) -> tuple[str, str] | None:
+    """The trust's own ID (and its issuer) in a study its PACS holds: an ID with the trust's issuer, in
+    PatientID or an Other Patient ID; a PatientID with no issuer at all counts as the PACS's own (many PACS
+    never fill the issuer). Never the NHS number, and never another trust's MRN that came with an arrival
+    (kept among the Other Patient IDs). None when the PACS keys the patient by nothing local."""
+    wanted = issuer.upper()
+    slots = [(study.patient_id, study.issuer_of_patient_id, True)] + [
+        (o.patient_id, o.issuer, False) for o in study.other_patient_ids
+    ]
+    for pid, pid_issuer, primary in slots:
+        if not pid or pid == study.nhs_number or pid_issuer.upper() == NHS_ISSUER:
+            continue
+        if (wanted and pid_issuer.upper() == wanted) or (not pid_issuer and primary):
+            return pid, pid_issuer or issuer
+        if not wanted and pid_issuer:
+            return pid, pid_issuer
+    return None
+
+
+def study_row(study: Study, trust: Trust) -> StudyRow:
+    local = local_identity(study, trust.patient_id_issuer)
+    return StudyRow(study, *(local or ("", "")))
 
 
 # --- searching a trust's PACS ---------------------------------------------------------------------
@@ -146,7 +168,7 @@ def study_search(*, trust: Trust, criteria: dict[str, Any], actor: Actor) -> lis
         _record_search(trust, query, actor, Outcome.SERIOUS_FAILURE, {**detail, "error": str(exc)})
         raise GatewayUnavailable(message, busy=isinstance(exc, GatewayBusy)) from exc
     studies.sort(key=lambda s: (s.study_date, s.study_time), reverse=True)
-    rows = [StudyRow(s, local_patient_id(s)) for s in studies]
+    rows = [study_row(s, trust) for s in studies]
     detail["results"] = len(rows)
     _record_search(trust, query, actor, Outcome.SUCCESS, detail, [s.study_instance_uid for s in studies])
     return rows
@@ -191,7 +213,7 @@ def study_detail(*, trust: Trust, study_uid: str, actor: Actor) -> tuple[StudyRo
         raise GatewayUnavailable(_unavailable_message(trust, exc), busy=isinstance(exc, GatewayBusy)) from exc
     if not found:
         raise StudyNotFound(study_uid)
-    row = StudyRow(found[0], local_patient_id(found[0]))
+    row = study_row(found[0], trust)
     series.sort(key=lambda s: (s.series_number is None, s.series_number or 0, s.series_instance_uid))
     with transaction.atomic():
         record_event(
@@ -205,6 +227,94 @@ def study_detail(*, trust: Trust, study_uid: str, actor: Actor) -> tuple[StudyRo
             detail={"series": len(series), "view": "study detail"},
         )
     return row, series
+
+
+def study_summaries(*, trust: Trust, study_uids: list[str], actor: Actor, purpose: str) -> list[dict[str, Any]]:
+    """Who and what each named study is, from the trust's PACS (StudyRow.as_json), in the order given;
+    a UID the PACS does not answer for keeps only its UID. Shown before a push or share, and kept with
+    the transfer or link so lists can name the patient. One 110112 event for the lookup.
+
+    Raises GatewayUnavailable when the PACS cannot answer."""
+    uids = [u for u in dict.fromkeys(study_uids) if UID_RE.match(u) and len(u) <= 64]
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        with gateway_access(query_gateway(trust), work=Work.SEARCH, subject=f"study summaries: {purpose}") as client:
+            for uid in uids:
+                for study in client.find_studies(StudyQuery(study_instance_uid=uid, limit=1)):
+                    found[uid] = study_row(study, trust).summary()
+    except (GatewayUnavailable, GatewayError) as exc:
+        raise GatewayUnavailable(_unavailable_message(trust, exc)) from exc
+    numbers = {row["nhs_number"] for row in found.values() if row["nhs_number"]}
+    _record_search(
+        trust,
+        StudyQuery(nhs_number=next(iter(numbers)) if len(numbers) == 1 else ""),
+        actor,
+        Outcome.SUCCESS,
+        {"lookup": purpose, "results": len(found)},
+        list(found),
+    )
+    return [found.get(uid, {"study_instance_uid": uid}) for uid in uids]
+
+
+@dataclass
+class LocalPatient:
+    """A patient as the trust's own PACS holds them, gathered from their studies."""
+
+    patient_id: str
+    issuer: str
+    names: set[str]
+    birth_dates: set[str]
+    sexes: set[str]
+    nhs_numbers: set[str]
+    studies: list[dict[str, Any]]
+    found_by: str  # "NHS number", "name and birth date" or "local ID"
+
+
+def local_patients(
+    *,
+    trust: Trust,
+    actor: Actor,
+    nhs_number: str = "",
+    family_name: str = "",
+    birth_date: str = "",
+    patient_id: str = "",
+    purpose: str = "",
+) -> list[LocalPatient]:
+    """The trust's patients by NHS number, then by family name and birth date (DICOM DA), or by a typed
+    local ID: live queries of its PACS, grouped by the ID the PACS keys each patient by (its own local ID,
+    or the NHS number where that is all it has). Each query is a 110112 event. Raises GatewayUnavailable."""
+    queries = []
+    if patient_id:
+        queries.append(("local ID", StudyQuery(patient_id=patient_id)))
+    if nhs_number:
+        queries.append(("NHS number", StudyQuery(nhs_number=nhs_number)))
+    if family_name and birth_date:
+        queries.append(("name and birth date", StudyQuery(patient_name=f"{family_name}*", birth_date=birth_date)))
+    found: dict[tuple[str, str], LocalPatient] = {}
+    try:
+        with gateway_access(query_gateway(trust), work=Work.SEARCH, subject=f"local patients: {purpose}") as client:
+            answers = [(how, query, client.find_studies(query)) for how, query in queries]
+        for how, query, studies in answers:
+            _record_search(trust, query, actor, Outcome.SUCCESS, {"lookup": purpose, "results": len(studies)})
+            for study in studies:
+                key = local_identity(study, trust.patient_id_issuer) or (
+                    (study.patient_id, NHS_ISSUER)
+                    if study.patient_id and study.patient_id == study.nhs_number
+                    else None
+                )
+                if key is None or (how == "local ID" and key[0] != patient_id):
+                    continue
+                patient = found.setdefault(key, LocalPatient(*key, set(), set(), set(), set(), [], how))
+                patient.names.add(study.patient_name)
+                patient.birth_dates.add(study.birth_date)
+                patient.sexes.add(study.sex)
+                if study.nhs_number:
+                    patient.nhs_numbers.add(study.nhs_number)
+                if all(s["study_instance_uid"] != study.study_instance_uid for s in patient.studies):
+                    patient.studies.append(study_row(study, trust).summary())
+    except (GatewayUnavailable, GatewayError) as exc:
+        raise GatewayUnavailable(_unavailable_message(trust, exc)) from exc
+    return list(found.values())
 
 
 def series_json(series: Series) -> dict[str, Any]:

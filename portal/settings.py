@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "csp",
+    "portal",
     "accounts",
     "directory",
     "audit",
@@ -80,6 +81,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "portal.errors.NotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -139,7 +141,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "directory:trust_list"
+LOGIN_REDIRECT_URL = "home"
 
 # Sessions: the idle timeout is the cookie age renewed on every request; the absolute one is checked
 # by accounts.middleware.SessionLifetimeMiddleware against the sign-in time.
@@ -217,7 +219,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = not PRODUCTION
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# frontend/build/<package>/ holds the npm builds `make venv` copies there (frontend/vendor.py), served
+# as /static/vendor/<package>/...: our own files, never a CDN.
+STATICFILES_DIRS = [BASE_DIR / "static", ("vendor", BASE_DIR / "frontend" / "build")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -515,6 +519,14 @@ SHARE_LINK_COOKIE_NAME = "__Host-share_session" if SHARE_LINK_COOKIE_SECURE else
 if SHARE_LINK_DEFAULT_HOURS < 1 or SHARE_LINK_MAX_CODE_FAILURES < 1 or SHARE_LINK_GUESS_LIMIT < 1:
     raise ImproperlyConfigured("SHARE_LINK_* settings: default hours, code failures and guess limit must be >= 1.")
 CELERY_TASK_ROUTES.update({"sharing.*": {"queue": "routine"}})
+# Staff viewing their own trust's studies (exchange/viewing.py): the copy is kept this long after its last use.
+STAFF_VIEW_KEEP_SECONDS = env.int("STAFF_VIEW_KEEP_SECONDS", default=3600)
+CELERY_TASK_ROUTES.update({"exchange.stage_study_view": {"queue": "routine"}})
+CELERY_BEAT_SCHEDULE["exchange-purge-staff-views"] = {
+    "task": "exchange.purge_staff_views",
+    "schedule": 600.0,
+    "options": {"queue": "default"},
+}
 CELERY_BEAT_SCHEDULE["sharing-purge"] = {
     "task": "sharing.purge_share_links",
     "schedule": float(SHARE_LINK_PURGE_SECONDS),

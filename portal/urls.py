@@ -3,7 +3,7 @@
 from allauth.account.decorators import secure_admin_login
 from csp.decorators import csp_update
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
 from accounts import views as accounts_views
@@ -16,7 +16,9 @@ from reconciliation.apis import ReconciliationViewSet
 from sharing.apis import ShareLinkViewSet
 from transfers.apis import TransferViewSet
 
+from . import errors
 from .health import healthz
+from .home import home
 from .schema_views import CachedSchemaView, docs_view
 
 # The admin's own login form would skip the second factor; send everyone through allauth instead.
@@ -46,6 +48,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", home, name="home"),
     path("", include("directory.urls")),
     path("", include("exchange.urls")),
     path("", include("transfers.urls")),
@@ -63,4 +66,6 @@ urlpatterns = [
     # Swagger UI sets inline styles; the docs page alone may (scripts stay 'self' only).
     path("api/docs/", csp_update({"style-src": ["'self'", "'unsafe-inline'"]})(docs_view()), name="api-docs"),
     path("healthz", healthz, name="healthz"),
+    re_path(r"^.*$", errors.unmatched),  # last: the portal's own 404 page, also under DEBUG (the demo)
 ]
+handler404 = errors.not_found

@@ -6,6 +6,7 @@ from django import forms
 
 from directory.models import Trust
 from directory.services import agreement_allows
+from portal.forms import DatePartsField
 from transfers.models import Priority
 
 from .models import Sex
@@ -17,17 +18,28 @@ def sources_for(requesting: Trust) -> list[Trust]:
 
 
 class RequestForm(forms.Form):
-    source_trust = forms.ModelChoiceField(queryset=Trust.objects.none(), label="Ask", empty_label="Choose a trust")
-    nhs_number = forms.CharField(label="NHS number", max_length=20)
-    family_name = forms.CharField(max_length=64)
-    given_name = forms.CharField(max_length=64)
-    birth_date = forms.DateField(label="Date of birth", widget=forms.DateInput(attrs={"type": "date"}))
-    sex = forms.ChoiceField(choices=Sex.choices)
-    date_from = forms.DateField(required=False, label="Studies from", widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, label="Studies to", widget=forms.DateInput(attrs={"type": "date"}))
-    modalities = forms.CharField(required=False, help_text="Comma-separated, e.g. CT, MR; empty for all.")
+    """Sex has no default: a preselected answer is an answer nobody gave (it used to start on Male)."""
+
+    source_trust = forms.ModelChoiceField(
+        queryset=Trust.objects.none(), label="Which trust holds the images?", empty_label="Choose a trust"
+    )
+    nhs_number = forms.CharField(label="NHS number", max_length=20, help_text="For example, 943 476 5919")
+    family_name = forms.CharField(label="Family name", max_length=64)
+    given_name = forms.CharField(label="Given name", max_length=64)
+    birth_date = DatePartsField(label="Date of birth", past_only=True)
+    sex = forms.ChoiceField(
+        label="Sex", choices=Sex.choices, widget=forms.RadioSelect, error_messages={"required": "Select the sex"}
+    )
+    date_from = DatePartsField(required=False, label="Studies from")
+    date_to = DatePartsField(required=False, label="Studies to")
+    modalities = forms.CharField(required=False, help_text="For example, CT, MR. Leave empty for all.")
     priority = forms.ChoiceField(choices=Priority.choices, initial=Priority.ROUTINE, widget=forms.RadioSelect)
-    reason = forms.CharField(label="Clinical reason", max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
+    reason = forms.CharField(
+        label="Clinical reason",
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why the images are needed; it goes on the audit trail.",
+    )
 
     def __init__(self, *args, requesting: Trust, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -40,4 +52,4 @@ class RequestForm(forms.Form):
 
 
 class DeclineForm(forms.Form):
-    reason = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))
+    reason = forms.CharField(label="Why are you declining?", max_length=2000, widget=forms.Textarea(attrs={"rows": 2}))

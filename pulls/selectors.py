@@ -11,7 +11,15 @@ from .models import PullRequest
 
 def request_list(*, user, direction: str = "", status: str = "") -> QuerySet[PullRequest]:
     queryset = perms.visible_requests(
-        user, PullRequest.objects.select_related("requesting_trust", "source_trust", "requested_by", "decided_by")
+        user,
+        PullRequest.objects.select_related(
+            "requesting_trust",
+            "source_trust",
+            "requested_by",
+            "decided_by",
+            "transfer__source",
+            "transfer__destination",
+        ),
     )
     if direction in ("incoming", "outgoing"):
         trusts = perms.member_trust_ids(user)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from directory.serializers import TrustField
 from transfers.models import Priority
 
 from .models import PullRequest, Sex
+from .progress import request_stage
 
 
 class RequestSerializer(serializers.ModelSerializer):
@@ -24,6 +26,9 @@ class RequestSerializer(serializers.ModelSerializer):
     requested_by = serializers.EmailField(source="requested_by.email", read_only=True)
     decided_by = serializers.EmailField(source="decided_by.email", read_only=True, allow_null=True)
     transfer = serializers.PrimaryKeyRelatedField(read_only=True)
+    stage = serializers.SerializerMethodField(
+        help_text="Where the request stands through to the images' arrival, and who acts next (pulls.progress)."
+    )
 
     class Meta:
         model = PullRequest
@@ -53,6 +58,7 @@ class RequestSerializer(serializers.ModelSerializer):
             "requested_by",
             "escalated_at",
             "created_at",
+            "stage",
         ]
         read_only_fields = [
             "status",
@@ -65,6 +71,15 @@ class RequestSerializer(serializers.ModelSerializer):
             "escalated_at",
             "created_at",
         ]
+
+    @extend_schema_field(
+        inline_serializer(
+            "RequestStage",
+            {"key": serializers.CharField(), "label": serializers.CharField(), "next_step": serializers.CharField()},
+        )
+    )
+    def get_stage(self, request: PullRequest) -> dict[str, str]:
+        return request_stage(request).as_json()
 
 
 class ApproveSerializer(serializers.Serializer):

@@ -21,7 +21,7 @@ from dicomkit import GatewayError, StudyQuery, nhs
 from directory.access import Work, gateway_access
 from directory.models import SharingAgreement, Trust
 from directory.services import agreement_allows
-from exchange.services import GatewayUnavailable, StudyRow, local_patient_id, query_gateway
+from exchange.services import GatewayUnavailable, query_gateway, study_row
 from transfers.models import Priority
 from transfers.services import transfer_create_for_request
 
@@ -169,7 +169,7 @@ def find_candidates(source: Trust, clean: dict[str, Any]) -> tuple[list[dict[str
     for study in studies:
         if wanted and not wanted & set(study.modalities):
             continue
-        row = StudyRow(study, local_patient_id(study)).as_json()
+        row = study_row(study, source).summary()
         row["mismatches"] = mismatches(clean, row, study.patient_name)
         # The patient as the PACS keys it (PatientID may be the NHS number itself, leaving no local MRN).
         row["pacs_patient"] = [study.patient_id, study.issuer_of_patient_id]
@@ -331,6 +331,7 @@ def _approve(request: PullRequest, uids: list[str], *, user, actor: Actor, auto:
         priority=request.priority,
         reason=request.reason,
         requested_by=request.requested_by,
+        studies=request.candidates,
     )
     request.status = RequestStatus.APPROVED
     request.approved_study_uids = uids

@@ -19,6 +19,7 @@ from portal.forms import add_service_errors
 from . import selectors, services
 from .forms import DeclineForm, RequestForm
 from .models import RequestStatus
+from .progress import request_stage
 
 DIRECTIONS = ("", "outgoing", "incoming")
 
@@ -64,6 +65,8 @@ def request_list(request: HttpRequest) -> HttpResponse:
     status = status if status in RequestStatus.values else ""
     pulls = selectors.request_list(user=request.user, direction=direction, status=status)
     page = Paginator(pulls, 50).get_page(request.GET.get("page"))
+    for pull in page:
+        pull.stage = request_stage(pull)
     context = {
         "page": page,
         "direction": direction,
@@ -83,8 +86,16 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     may_search_again = pull.status == RequestStatus.PENDING and perms.may_search_request_again(request.user, pull)
     context = {
         "pull": pull,
+        "stage": request_stage(pull),
+        "patient": {
+            "patient_name": f"{pull.family_name}^{pull.given_name}",
+            "nhs_number": pull.nhs_number,
+            "birth_date": pull.birth_date,
+            "sex": pull.sex,
+        },
         "may_decide": may_decide,
         "may_search_again": may_search_again,
+        "may_view_source": perms.may_search_studies(request.user, pull.source_trust_id),
         "decline_form": DeclineForm(),
     }
     return render(request, "pulls/detail.html", context)

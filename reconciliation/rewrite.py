@@ -96,10 +96,12 @@ def _file_under(ds: Dataset, patient_id: str, issuer: str) -> None:
         items.append(item)
         known.add((pid, pid_issuer.upper()))
     ds.OtherPatientIDsSequence = Sequence(items)
-    others = values(ds, OTHER_PATIENT_IDS)
-    for pid in (number, old_id):
-        if pid and pid not in others and pid != patient_id:
-            others.append(pid)
+    # The retired (0010,1000) is what PACS match an NHS number on, and Orthanc matches it as one string:
+    # "nhs\\old MRN" was not found by a search for the NHS number at the destination. With an NHS number it
+    # holds that alone (the sender's IDs stay in the sequence, with their issuers).
+    others = [number] if number and number != patient_id else values(ds, OTHER_PATIENT_IDS)
+    if not number:
+        others += [pid for pid in (old_id,) if pid and pid not in others and pid != patient_id]
     if others:
         ds.add_new(OTHER_PATIENT_IDS, "LO", others if len(others) > 1 else others[0])
     ds.PatientID = patient_id

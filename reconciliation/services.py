@@ -25,6 +25,7 @@ from dicomkit import GatewayClient, RetrievedInstance, StudyQuery
 from dicomkit.identity import NHS_ISSUER
 from dicomkit.spool import sha256_of
 from directory.models import Trust
+from exchange.services import local_identity
 from portal.enqueue import enqueue_after_commit
 from transfers import completion
 from transfers.models import InstanceState, Status, Transfer, TransferInstance
@@ -60,20 +61,15 @@ class LocalPatient:
         }
 
 
-def _local_id(study, issuer: str) -> tuple[str, str] | None:
-    """The destination's own MRN in a study it holds: its issuer's ID, in PatientID or an Other Patient
-    ID; a PatientID with no issuer at all counts as the PACS's own (many PACS never fill the issuer)."""
-    wanted = issuer.upper()
-    slots = [(study.patient_id, study.issuer_of_patient_id, True)] + [
-        (o.patient_id, o.issuer, False) for o in study.other_patient_ids
-    ]
-    for pid, pid_issuer, primary in slots:
-        if not pid or pid == study.nhs_number or pid_issuer.upper() == NHS_ISSUER:
-            continue
-        if (wanted and pid_issuer.upper() == wanted) or (not pid_issuer and primary):
-            return pid, pid_issuer or issuer
-        if not wanted and pid_issuer:
-            return pid, pid_issuer
+def _filing_identity(study, issuer: str) -> tuple[str, str] | None:
+    """How the destination's PACS keys the patient of a study it holds: its own local ID, or else the NHS
+    number when that is the PatientID (issuer NHS). Such a patient is a local patient all the same: the
+    hold reason "No local patient has this NHS number" was once given for one the PACS returned."""
+    local = local_identity(study, issuer)
+    if local is not None:
+        return local
+    if study.nhs_number and study.patient_id == study.nhs_number:
+        return study.nhs_number, NHS_ISSUER
     return None
 
 
@@ -85,7 +81,7 @@ def find_local_patients(
     for study in client.find_studies(StudyQuery(nhs_number=nhs_number)):
         if study.study_instance_uid == exclude_study:
             continue  # the very study being sent, from an earlier run: not evidence of a local patient
-        local = _local_id(study, issuer)
+        local = _filing_identity(study, issuer)
         if local is None:
             continue
         entry = found.setdefault(local, {"birth_dates": set(), "names": set()})
@@ -412,3 +408,23 @@ def raise_transient(message: str) -> None:
     from dicomkit import GatewayError
 
     raise GatewayError(message or "the destination refused for now; trying again", permanent=False)
+
+
+@transaction.atomic
+def reconciliation_resolve_many(
+    *,
+    items: list[StudyReconciliation],
+    user,
+    patient_id: str = "",
+    issuer: str = "",
+    new_patient: bool = False,
+    actor: Actor | None = None,
+) -> list[StudyReconciliation]:
+    """One decision for several held studies (the assistant's "every held study of this patient in this
+    transfer"): each resolved as if alone, audited alone, all or none."""
+    return [
+        reconciliation_resolve(
+            item=item, user=user, patient_id=patient_id, issuer=issuer, new_patient=new_patient, actor=actor
+        )
+        for item in items
+    ]

@@ -64,7 +64,14 @@ def _audit_fields(link: ShareLink) -> dict:
     }
 
 
-def security_alert(request: HttpRequest, what: str, link: ShareLink | None = None, **detail: object) -> None:
+def security_alert(
+    request: HttpRequest,
+    what: str,
+    link: ShareLink | None = None,
+    *,
+    outcome: int = Outcome.SERIOUS_FAILURE,
+    **detail: object,
+) -> None:
     if link is None:
         catalogue.SHARE_LINK_SECURITY_ALERT.record(
             actor=anonymous_actor(request), outcome=Outcome.SERIOUS_FAILURE, detail={"what": what, **detail}
@@ -72,7 +79,7 @@ def security_alert(request: HttpRequest, what: str, link: ShareLink | None = Non
         return
     catalogue.SHARE_LINK_SECURITY_ALERT.record(
         actor=link_actor(request, link),
-        outcome=Outcome.SERIOUS_FAILURE,
+        outcome=outcome,
         detail={"what": what, "share_link": link.pk, **detail},
         **_audit_fields(link),
     )
@@ -252,7 +259,15 @@ def verify_code(request: HttpRequest, session: ShareSession, code: str) -> bool:
             return True
         ShareLink.objects.filter(pk=link.pk).update(code_failures=F("code_failures") + 1)
         link.refresh_from_db(fields=["code_failures"])
-        security_alert(request, "wrong code", link, failures=link.code_failures, code_expired=not fresh)
+        # A mistyped code is a minor failure (4), as the catalogue says of code attempts; the lock is serious.
+        security_alert(
+            request,
+            "wrong code",
+            link,
+            outcome=Outcome.MINOR_FAILURE,
+            failures=link.code_failures,
+            code_expired=not fresh,
+        )
         if link.code_failures >= settings.SHARE_LINK_MAX_CODE_FAILURES:
             ShareLink.objects.filter(pk=link.pk).update(locked_at=timezone.now())
             security_alert(request, "link locked", link, failures=link.code_failures)

@@ -22,7 +22,9 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import access, rendering, services, staged
+from dicomkit import rendering, staged
+
+from . import access, services
 from .access import Denied
 from .forms import CodeForm, OpinionForm
 from .staging import share_dir
@@ -109,6 +111,7 @@ def viewer(request: HttpRequest) -> HttpResponse:
         "image_url_template": "/s/image/{sop}/{frame}.png",
         "thumbnail_url_template": "/s/thumb/{sop}.png",
         "opinion_url": reverse("sharing:opinion"),
+        "status_url": reverse("sharing:status"),
         "download_url": reverse("sharing:download") if link.allow_download else None,
         "presets": rendering.PRESETS,
     }
@@ -231,6 +234,8 @@ def download(request: HttpRequest) -> HttpResponse:
 @csrf_exempt  # access.check_form_token instead: see its docstring
 @require_http_methods(["GET", "POST"])
 def opinion(request: HttpRequest) -> HttpResponse:
+    """The opinion form; once sent, this page shows what was sent (a second visit no longer meets an empty
+    form as if nothing had been sent), with the choice to add a further opinion."""
     session = access.require_session(request)
     if request.method == "POST":
         access.check_form_token(request)
@@ -245,12 +250,27 @@ def opinion(request: HttpRequest) -> HttpResponse:
                 form.add_error(field if field in form.fields else None, errors)
             status = 400
         else:
-            return render(request, "sharing/link/opinion_sent.html", {"link": link})
+            return HttpResponseRedirect(reverse("sharing:opinion") + "?sent=1")  # a reload sends nothing again
     elif request.method == "POST":
         status = 400
+    sent = list(link.opinions.order_by("created_at"))
+    if request.method == "GET" and sent and request.GET.get("another") != "1":
+        return render(request, "sharing/link/opinion_sent.html", {"link": link, "sent": sent})
     return render(
         request,
         "sharing/link/opinion.html",
         {"share_form_token": access.form_token(request), "form": form, "link": link},
         status=status,
     )
+
+
+@link_page
+@require_GET
+def status(request: HttpRequest) -> HttpResponse:
+    """Whether the viewer may go on showing images: 200, or the refusal (410 for a revoked or expired link)
+    as JSON, so an open viewer says why on its next image instead of keeping the last one on screen."""
+    try:
+        access.require_session(request)
+    except Denied as denied:
+        return JsonResponse({"ok": False, "title": denied.title, "message": denied.message}, status=denied.status)
+    return JsonResponse({"ok": True})

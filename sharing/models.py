@@ -51,6 +51,8 @@ class ShareLink(models.Model):
     # The patient, as the source answered, for the audit trail.
     patient_id = models.CharField(max_length=64, blank=True)
     nhs_number = models.CharField(max_length=10, blank=True)
+    # Who and what each study is, as the trust's PACS answered when the link was made (see Transfer.studies).
+    studies = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

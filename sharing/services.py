@@ -113,6 +113,7 @@ def share_link_create(
     expires_in_hours: int | None = None,
     allow_download: bool = False,
     actor: Actor | None = None,
+    studies: list[dict] | None = None,
 ) -> tuple[ShareLink, str]:
     """A new link and its URL. The URL (it holds the token) is returned here once and never again."""
     if not perms.may_create_share_link(created_by, trust.pk):
@@ -134,6 +135,7 @@ def share_link_create(
         allow_download=bool(allow_download),
         token_hash=tokens.token_hash(token),
         expires_at=timezone.now() + timedelta(hours=data["hours"]),
+        studies=[s for uid in uids for s in (studies or []) if s.get("study_instance_uid") == uid][: len(uids)],
     )
     catalogue.SHARE_LINK_CREATED.record(
         actor=_actor(created_by, actor),

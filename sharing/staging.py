@@ -1,5 +1,5 @@
 """Copy a share link's studies from the source gateway into the portal's own storage, so the viewer never
-loads the trust's PACS: SPOOL_DIR/share/<link id>/<SOPInstanceUID>.dcm (flat, as sharing.staged reads it).
+loads the trust's PACS: SPOOL_DIR/share/<link id>/<SOPInstanceUID>.dcm (flat, as dicomkit.staged reads it).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def _finish(link: ShareLink, folder: Path, missing_studies: list[str]) -> str:
 def _warm_manifest(folder: Path) -> None:
     """Build the viewer's manifest now, in the worker, rather than on the consultant's first page load."""
     try:
-        from . import staged
+        from dicomkit import staged
 
         staged.manifest(folder)
     except Exception:

@@ -1,36 +1,15 @@
-from django.urls import path, register_converter
+from django.urls import path
+
+from portal import converters  # noqa: F401 - registers the uid and imgfmt converters
 
 from . import link_views, views
-
-
-class _SopUID:
-    regex = r"[0-9]+(?:\.[0-9]+)*"
-
-    def to_python(self, value: str) -> str:
-        return value
-
-    def to_url(self, value: str) -> str:
-        return value
-
-
-class _ImageFormat:
-    regex = r"png|jpg"
-
-    def to_python(self, value: str) -> str:
-        return value
-
-    def to_url(self, value: str) -> str:
-        return value
-
-
-register_converter(_SopUID, "uid")
-register_converter(_ImageFormat, "imgfmt")
 
 app_name = "sharing"
 urlpatterns = [
     # Staff
     path("share-links/", views.share_link_list, name="list"),
     path("share-links/<int:pk>/", views.share_link_detail, name="detail"),
+    path("share-links/<int:pk>/created/", views.share_link_created, name="created"),
     path("share-links/<int:pk>/revoke/", views.share_link_revoke, name="revoke"),
     path("trusts/<str:ods_code>/share-links/new/", views.share_link_new, name="new"),
     # The consultant (link session). Fixed paths first: a token never looks like them (no dot, 43 chars).
@@ -40,6 +19,7 @@ urlpatterns = [
     path("s/image/<uid:sop>/<int:frame>.<imgfmt:fmt>", link_views.image, name="image"),
     path("s/thumb/<uid:sop>.png", link_views.thumb, name="thumb"),
     path("s/opinion/", link_views.opinion, name="opinion"),
+    path("s/status", link_views.status, name="status"),
     path("s/download.zip", link_views.download, name="download"),
     path("s/<str:token>", link_views.open_link, name="open"),
 ]

@@ -63,6 +63,9 @@ class Transfer(models.Model):
     # The patient, as the source's C-FIND / QIDO-RS answered, for the audit trail.
     patient_id = models.CharField(max_length=64, blank=True)
     nhs_number = models.CharField(max_length=10, blank=True)
+    # Who and what each study is, as the source's PACS answered when the transfer was asked for
+    # (exchange.services.study_summaries): lists and pages name the patient, not UIDs.
+    studies = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]

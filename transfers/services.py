@@ -67,8 +67,11 @@ def transfer_create(
     reason: str,
     requested_by,
     actor: Actor | None = None,
+    studies: list[dict] | None = None,
 ) -> Transfer:
-    """A push: a clinician of `source` sends studies to `destination` under an active agreement."""
+    """A push: a clinician of `source` sends studies to `destination` under an active agreement.
+    `studies`: what the source's PACS said each study is (exchange.services.study_summaries), kept for
+    the pages."""
     if not perms.may_push_from(requested_by, source.pk):
         raise PermissionDenied(f"Only clinicians of {source.ods_code} may send its studies.")
     if source.pk == destination.pk:
@@ -92,6 +95,7 @@ def transfer_create(
         priority=priority,
         reason=reason,
         requested_by=requested_by,
+        studies=_summaries_of(uids, studies),
     )
     catalogue.PUSH_REQUESTED.record(
         actor=_actor(requested_by, actor),
@@ -202,8 +206,21 @@ def transfer_bulk_change(*, action: str, transfers: list[Transfer], user, actor:
     return changed
 
 
+def _summaries_of(uids: list[str], studies: list[dict] | None) -> list[dict]:
+    """The summaries of exactly these studies, in their order (a summary is display data only)."""
+    by_uid = {s.get("study_instance_uid"): s for s in studies or [] if isinstance(s, dict)}
+    return [by_uid[uid] for uid in uids if uid in by_uid]
+
+
 def transfer_create_for_request(
-    *, source: Trust, destination: Trust, study_instance_uids: Iterable[str], priority: str, reason: str, requested_by
+    *,
+    source: Trust,
+    destination: Trust,
+    study_instance_uids: Iterable[str],
+    priority: str,
+    reason: str,
+    requested_by,
+    studies: list[dict] | None = None,
 ) -> Transfer:
     """The transfer an approved request (pulls.services) starts: the caller has checked who approved it and
     records the approval; this checks the agreement and the gateways like a push. `requested_by` is the
@@ -212,15 +229,17 @@ def transfer_create_for_request(
         raise ValidationError(
             {"source_trust": f"No active sharing agreement lets {source.ods_code} send to {destination.ods_code}."}
         )
+    uids = _clean_uids(list(study_instance_uids))
     transfer = Transfer.objects.create(
         source=source,
         destination=destination,
         source_gateway=_gateway(source, retrieve=True),
         destination_gateway=_gateway(destination, retrieve=False),
-        study_instance_uids=_clean_uids(list(study_instance_uids)),
+        study_instance_uids=uids,
         priority=priority,
         reason=reason,
         requested_by=requested_by,
+        studies=_summaries_of(uids, studies),
     )
     tasks.enqueue(transfer.pk, transfer.queue)  # once this transaction has committed
     return transfer

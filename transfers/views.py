@@ -14,25 +14,38 @@ from django.views.decorators.http import require_POST
 from accounts import permissions as perms
 from audit.context import actor_from_request
 from exchange.apis import trust_for_study_search
+from exchange.views import chosen_studies
 from portal.api import MAX_OBJECT_ID
 from portal.forms import add_service_errors
 
 from . import selectors, services
 from .forms import PushForm, TransferFilterForm
-from .models import FINISHED, RETRYABLE, InstanceState
+from .models import FINISHED, RETRYABLE, InstanceState, Status
+from .progress import transfer_stage
 
 DIRECTIONS = ("", "outgoing", "incoming")
 
 
 @login_required
 def transfer_push(request: HttpRequest, ods_code: str) -> HttpResponse:
-    """Arriving from the search results (no `confirm`), the form starts with the chosen studies."""
+    """Three steps: the studies ticked in the search results (no `step`), the form (where to, how urgently,
+    why), then a confirmation naming the patient and the destination (`step=review`); only `step=send`
+    (or the older `confirm`) creates the transfer."""
     source = trust_for_study_search(request.user, ods_code)
     perms.require(perms.may_push_from(request.user, source.pk), f"Only clinicians of {source.ods_code} may send.")
-    if request.method == "POST" and request.POST.get("confirm"):
+    step = request.POST.get("step") or ("send" if request.POST.get("confirm") else "")
+    status = 200
+    if request.method == "POST" and step in ("review", "send"):
         form = PushForm(request.POST, source=source)
+        status = 400
         if form.is_valid():
             data = form.cleaned_data
+            studies, lookup_error = chosen_studies(request, source, data["study_instance_uids"], "push")
+            if step == "review":
+                context = {"source": source, "form": form, "studies": studies, "lookup_error": lookup_error}
+                context["thumbs_trust"] = source.ods_code
+                context["patients"] = _patients(studies)
+                return render(request, "transfers/push_confirm.html", context)
             try:
                 transfer = services.transfer_create(
                     source=source,
@@ -42,20 +55,37 @@ def transfer_push(request: HttpRequest, ods_code: str) -> HttpResponse:
                     reason=data["reason"],
                     requested_by=request.user,
                     actor=actor_from_request(request),
+                    studies=studies,
                 )
             except ValidationError as exc:
                 add_service_errors(form, exc)
             else:
-                messages.success(request, f"Transfer {transfer.pk} queued.")
+                messages.success(request, f"Transfer {transfer.pk} queued: it appears on your home page.")
                 return redirect("transfers:detail", pk=transfer.pk)
-        status = 400
     else:
-        uids = request.POST.getlist("study_instance_uids") if request.method == "POST" else []
+        uids = request.POST.getlist("study_instance_uids") if request.method == "POST" else request.GET.getlist("study")
         form = PushForm(initial={"study_instance_uids": uids}, source=source)
-        status = 200
     uids = form["study_instance_uids"].value() or []
-    context = {"source": source, "form": form, "uids": uids if isinstance(uids, list) else [uids]}
+    uids = uids if isinstance(uids, list) else [uids]
+    studies, lookup_error = chosen_studies(request, source, [u for u in uids if u], "push") if uids else ([], "")
+    context = {
+        "source": source,
+        "form": form,
+        "uids": uids,
+        "studies": studies,
+        "patients": _patients(studies),
+        "lookup_error": lookup_error,
+    }
     return render(request, "transfers/push.html", context, status=status)
+
+
+def _patients(studies: list[dict]) -> list[dict]:
+    """One summary per patient among the studies (more than one is worth a warning before sending)."""
+    seen: dict[str, dict] = {}
+    for study in studies:
+        if "patient_name" in study:
+            seen.setdefault(study.get("nhs_number") or study.get("patient_id") or study["patient_name"], study)
+    return list(seen.values())
 
 
 @login_required
@@ -66,6 +96,8 @@ def transfer_list(request: HttpRequest) -> HttpResponse:
     status = form.cleaned_data["status"] if form.is_valid() else ""
     transfers = selectors.transfer_list(user=request.user, direction=direction, status=status)
     page = Paginator(transfers, 50).get_page(request.GET.get("page"))
+    for transfer in page:
+        transfer.stage = transfer_stage(transfer)
     context = {"page": page, "form": form, "direction": direction, "status": status}
     return render(request, "transfers/list.html", context)
 
@@ -79,15 +111,49 @@ def transfer_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if transfer.started_at and transfer.bytes_done and transfer.status not in FINISHED:
         seconds = (timezone.now() - transfer.started_at).total_seconds()
         rate = transfer.bytes_done / seconds / 1_000_000 if seconds > 0 else None
+    studies = transfer.studies or [{"study_instance_uid": uid} for uid in transfer.study_instance_uids]
     context = {
         "transfer": transfer,
-        "failed_instances": failed[:200],
-        "finished": transfer.status in FINISHED,
+        "stage": transfer_stage(transfer),
+        "studies": studies,
+        "patients": _patients(studies),
+        "errors": errors_once(transfer.errors, failed[:200]),
+        "thumbs_trust": _thumbnail_trust(request.user, transfer),
+        "held": transfer.instances.filter(state=InstanceState.HELD).count(),
+        # Nothing more to poll for: ended, or waiting on a person (an imaging manager's matching).
+        "resting": transfer.status in FINISHED or transfer.status == Status.AWAITING_RECONCILIATION,
         "may_cancel": may_manage and transfer.status not in FINISHED,
         "may_retry": may_manage and transfer.status in RETRYABLE,
         "rate": rate,
     }
     return render(request, "transfers/detail.html", context)
+
+
+def _thumbnail_trust(user, transfer) -> str:
+    """Whose PACS the study thumbnails come from: the source's for its own staff, else the destination's
+    once the images are there (a user sees only their own trust's images)."""
+    if perms.may_search_studies(user, transfer.source_id):
+        return transfer.source.ods_code
+    if transfer.status == Status.COMPLETED and perms.may_search_studies(user, transfer.destination_id):
+        return transfer.destination.ods_code
+    return ""
+
+
+def errors_once(errors: list[dict], failed_rows) -> list[dict]:
+    """One row per instance: the engine lists each failed instance in `errors` and the ledger says the same,
+    so a page showing both listed every failure twice (40 rows for 20 after a retry)."""
+    rows, seen = [], set()
+    for entry in errors:
+        uid = entry.get("sop_instance_uid") or entry.get("study_instance_uid") or ""
+        if uid and uid in seen:
+            continue
+        seen.add(uid)
+        rows.append({"uid": uid, "error": entry.get("error", "")})
+    for row in failed_rows:
+        if row.sop_instance_uid not in seen:
+            seen.add(row.sop_instance_uid)
+            rows.append({"uid": row.sop_instance_uid, "error": row.last_error})
+    return rows
 
 
 @login_required

@@ -1,8 +1,9 @@
-"""Display forms of DICOM values: NHS numbers as `943 476 5919`, dates as `14 Feb 1980`, names readable."""
+"""Display forms of DICOM values, one convention everywhere: NHS numbers as `943 476 5919`, dates as
+`30 Dec 1992`, names as NHS systems write them, `KHAN, Priya`."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from django import template
 
@@ -17,19 +18,51 @@ def nhs_format(value: str) -> str:
     return nhs.format_nhs(digits) if len(digits) == 10 and digits.isdigit() else digits
 
 
+def _as_date(value) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value or "").strip()
+    for pattern in ("%Y%m%d", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, pattern).replace(tzinfo=UTC).date()
+        except ValueError:
+            continue
+    return None
+
+
 @register.filter
-def dicom_date(value: str) -> str:
-    try:
-        return datetime.strptime(str(value or "").strip(), "%Y%m%d").replace(tzinfo=UTC).strftime("%d %b %Y")
-    except ValueError:
-        return value or "—"
+def dicom_date(value) -> str:
+    """A DICOM DA (19921230), an ISO date (1992-12-30) or a date, as `30 Dec 1992`; "—" when absent."""
+    parsed = _as_date(value)
+    if parsed is None:
+        return str(value) if value else "—"
+    return f"{parsed.day} {parsed:%b %Y}"  # as Django's "j M Y" elsewhere: 1 Nov 2026
 
 
 @register.filter
 def person_name(value: str) -> str:
-    """`Family^Given^Middle` as `FAMILY, Given Middle`, the way NHS systems show names."""
-    family, _, rest = str(value or "").partition("^")
-    given = " ".join(p for p in rest.split("^")[:2] if p)
+    """A DICOM PN, `Family^Given^Middle^Prefix^Suffix` (its alphabetic group, already decoded from the
+    file's character set), as NHS systems show a patient: `FAMILY, Given Middle (Prefix)`."""
+    alphabetic = str(value or "").split("=")[0]
+    parts = [*alphabetic.split("^"), "", "", "", ""][:5]
+    family, given, middle, prefix, suffix = (p.strip() for p in parts)
+    forenames = " ".join(p for p in (given, middle) if p)
     if not family:
-        return given or "—"
-    return f"{family.upper()}, {given}" if given else family.upper()
+        return forenames or "—"
+    name = f"{family.upper()}, {forenames}" if forenames else family.upper()
+    extras = " ".join(p for p in (prefix, suffix) if p)
+    return f"{name} ({extras})" if extras else name
+
+
+@register.filter
+def sex_label(value: str) -> str:
+    return {"M": "Male", "F": "Female", "O": "Other", "U": "Not known"}.get(str(value or "").upper(), "Not known")
+
+
+@register.inclusion_tag("includes/patient_banner.html")
+def patient_banner(patient: dict, heading: str = "") -> dict:
+    """The patient, before anything is done with their images: name, NHS number, local ID with its
+    issuer, birth date and sex. `patient` is a study summary (exchange.services.StudyRow.as_json shape)."""
+    return {"p": patient or {}, "heading": heading}

@@ -5,10 +5,17 @@
   var section = document.getElementById("transfer-progress");
   if (!section || !window.fetch || section.getAttribute("data-finished") === "true") { return; }
   var url = section.getAttribute("data-api-url");
-  var FINISHED = ["completed", "completed_with_errors", "failed", "cancelled"];
+  // Ended, or waiting for a person (an imaging manager matching the arrival to a patient): no more polling.
+  var RESTING = ["completed", "completed_with_errors", "failed", "cancelled", "awaiting_reconciliation"];
+  // The same words as transfers/progress.py (the API's `stage` carries them; these are the fallback).
   var LABELS = {
-    queued: "Queued", retrieving: "Retrieving", sending: "Sending", verifying: "Verifying",
-    completed: "Completed", completed_with_errors: "Completed with errors", failed: "Failed", cancelled: "Cancelled"
+    queued: "Waiting to start", retrieving: "On its way", sending: "On its way", verifying: "On its way",
+    awaiting_reconciliation: "Arrived, being matched to a patient", completed: "Arrived",
+    completed_with_errors: "Arrived with gaps", failed: "Failed", cancelled: "Cancelled"
+  };
+  var COLOURS = {
+    queued: "blue", retrieving: "blue", sending: "blue", verifying: "blue", awaiting_reconciliation: "yellow",
+    completed: "green", completed_with_errors: "orange", failed: "red", cancelled: "grey"
   };
   var previous = null;  // {t, bytes, done}
   var rateBytes = null;  // smoothed bytes per second
@@ -31,9 +38,14 @@
   function update(data) {
     var p = data.progress || {};
     var now = Date.now() / 1000;
-    set("status", LABELS[data.status] || data.status);
+    var stage = data.stage || {};
+    set("status", stage.label || LABELS[data.status] || data.status);
+    if (stage.next_step) { set("next_step", stage.next_step); }
     var status = field("status");
-    if (status) { status.className = "transfer-status status-" + data.status; }
+    if (status) {
+      status.className = "nhsuk-tag nhsuk-tag--" + (COLOURS[data.status] || "grey");
+      status.setAttribute("data-stage", stage.key || data.status);
+    }
     set("instances_done", p.instances_done);
     set("instances_total", p.instances_total);
     set("instances_failed", p.instances_failed);
@@ -46,7 +58,7 @@
       rateInstances = smooth(rateInstances, Math.max(p.instances_done - previous.done, 0) / elapsed);
     }
     previous = { t: now, bytes: p.bytes_done, done: p.instances_done };
-    var finished = FINISHED.indexOf(data.status) >= 0;
+    var finished = RESTING.indexOf(data.status) >= 0;
     if (finished) {
       set("rate", "—");
       set("eta", "—");

@@ -42,12 +42,16 @@
     panButton: document.getElementById("pan-mode")
   };
   var config = {
+    statusUrl: root.getAttribute("data-status-url"),
     manifestUrl: root.getAttribute("data-manifest-url"),
     imageTemplate: root.getAttribute("data-image-url-template"),
     thumbnailTemplate: root.getAttribute("data-thumbnail-url-template")
   };
 
+  var STATUS_EVERY_MS = 1000;  // a scroll through images already fetched asks the server at most this often
   var state = {
+    gone: false,       // the images may no longer be shown (a revoked or expired link): nothing more is
+    lastStatus: 0,     // fetched or shown, and the last image leaves the screen
     manifest: null,
     stacks: [],        // one per image series: {study, series, items: [{sop, frame, window}]}
     stack: null,
@@ -171,8 +175,58 @@
   var display = { wanted: null, inFlight: null };
   var shown = null;  // {url, stack, item, win} of the image on screen: the overlay describes this one
 
+  // ---- may the images still be shown? ---------------------------------------------------------------
+
+  function checkStatus() {
+    // Images already fetched (prefetched ahead) are shown without asking the server: ask it now and
+    // then whether they may still be, so a link revoked meanwhile stops on the next image.
+    if (!config.statusUrl || state.gone) { return; }
+    var now = Date.now();
+    if (now - state.lastStatus < STATUS_EVERY_MS) { return; }
+    state.lastStatus = now;
+    fetch(config.statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (response.ok) { return null; }
+        return response.json().catch(function () { return {}; }).then(function (body) { return body; });
+      })
+      .then(function (refusal) { if (refusal) { goneWith(refusal); } })
+      .catch(function () {});  // the network, not the link: the next image will tell
+  }
+
+  function goneWith(refusal) {
+    state.gone = true;
+    display.wanted = null;
+    prefetchQueue = [];
+    prefetching.forEach(function (job) { abandon(job.record); });
+    images.clear();
+    // Nothing of the last image stays: not the pixels, not the overlay that described them.
+    el.image.removeAttribute("src");
+    el.image.alt = "";
+    el.image.hidden = true;
+    [el.patient, el.study, el.position, el.windowText].forEach(function (node) { node.textContent = ""; });
+    el.slider.disabled = true;
+    root.setAttribute("data-gone", "true");
+    var message = (refusal && refusal.message) || "";
+    problem("This link is no longer available." + (message ? " " + message : ""));
+  }
+
+  function failed() {
+    // An image that did not load: ask why, and say so (a withdrawn link is not "could not be loaded").
+    if (!config.statusUrl) { problem("This image could not be loaded."); return; }
+    state.lastStatus = Date.now();
+    fetch(config.statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (response.ok) { problem("This image could not be loaded."); return null; }
+        return response.json().catch(function () { return {}; });
+      })
+      .then(function (refusal) { if (refusal) { goneWith(refusal); } })
+      .catch(function () { problem("This image could not be loaded."); });
+  }
+
   function show(item, win) {
+    if (state.gone) { return; }
     var url = imageUrl(item, win);
+    if (images.has(url)) { checkStatus(); }
     display.wanted = { url: url, stack: state.stack, item: item, win: quantised(win) };
     if (display.inFlight) { return; }  // the request in flight picks up `wanted` when it finishes
     load();
@@ -190,7 +244,7 @@
       display.inFlight = null;
       if (display.wanted === want) {
         display.wanted = null;
-        if (record.failed) { problem("This image could not be loaded."); } else { present(record, want); }
+        if (record.failed) { failed(); } else { present(record, want); }
       } else if (!record.failed && onTheWay(want)) {
         present(record, want);  // overtaken, but still between the screen and the wanted image: show it
       }
@@ -199,6 +253,7 @@
   }
 
   function present(record, want) {
+    if (state.gone) { return; }
     var img = record.img;
     if (img !== el.image) {
       img.id = "viewer-image";
@@ -240,7 +295,7 @@
   }
 
   function planPrefetch() {
-    if (!state.stack) { return; }
+    if (!state.stack || state.gone) { return; }
     if (root.getAttribute("data-ready") !== "true") {
       // The first image goes alone: prefetches would compete with it for the server.
       prefetchTimer = setTimeout(planPrefetch, 50);

@@ -25,7 +25,7 @@ def sign_in(client: Client, email: str, password: str = PASSWORD, code: str | No
     return response
 
 
-def test_password_and_totp_sign_in_reaches_the_directory(alice, trust_a):
+def test_password_and_totp_sign_in_reaches_the_home_page(alice, trust_a):
     client = Client()
 
     after_password = client.post("/accounts/login/", {"login": alice.email, "password": PASSWORD})
@@ -37,7 +37,7 @@ def test_password_and_totp_sign_in_reaches_the_directory(alice, trust_a):
     assert after_code.status_code == 302
     page = client.get("/")
     assert page.status_code == 200
-    assert trust_a.name in page.content.decode()
+    assert "Your work" in page.content.decode() and "RAA · Clinician" in page.content.decode()
 
 
 def test_a_wrong_second_factor_code_does_not_sign_in_and_is_audited(alice):

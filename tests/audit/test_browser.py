@@ -46,7 +46,7 @@ def test_an_ig_officer_finds_every_access_to_a_patients_images(
         page.locator("form button[type=submit]").first.click()
         page.wait_for_url(f"{live_server.url}/")
 
-        page.get_by_role("link", name="Audit").click()
+        page.get_by_role("navigation", name="Menu").get_by_role("link", name="Audit").click()
         page.get_by_role("link", name="Patient access report").click()
         page.fill("input[name=nhs_number]", "999 000 0018")
         page.get_by_role("button", name="Show accesses").click()

@@ -16,16 +16,17 @@ def sign_in_with_password(page, email: str) -> None:
     page.click("form button[type=submit]")
 
 
-def test_a_clinician_signs_in_with_totp_and_sees_the_directory(page, live_server, alice, trust_a, trust_b, gateway_b):
+def test_a_clinician_signs_in_with_totp_and_sees_their_home(page, live_server, alice, trust_a, trust_b, gateway_b):
     sign_in_with_password(page, alice.email)
     page.wait_for_url("**/accounts/2fa/authenticate/")
     page.fill("input[name=code]", totp_code())
     page.click("form button[type=submit]")
 
     page.wait_for_url(f"{live_server.url}/")
-    assert page.locator("h1").inner_text() == "Directory of trusts"
-    assert page.get_by_role("link", name=trust_b.name).is_visible()
+    assert page.locator("h1").inner_text().startswith("Your work")
     assert page.get_by_text("RAA · Clinician").is_visible()
+    page.get_by_role("link", name="Directory").click()
+    assert page.get_by_role("link", name=trust_b.name).is_visible()
 
 
 def test_a_user_without_a_second_factor_is_held_at_enrolment(page, no_mfa_user, trust_a):

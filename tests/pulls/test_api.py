@@ -207,3 +207,22 @@ def test_the_source_trusts_approvers_are_emailed_about_a_new_request(
         assert ask(bob).status_code == 201
     assert [sorted(m.to) for m in mail.outbox] == [["alice@a.example", "amir@a.example"]]
     assert NHS_NUMBER not in mail.outbox[0].body
+
+
+def test_a_request_says_where_it_stands_and_who_acts_next(bob, trust_a, trust_b):
+    """Requests stopped at "Approved" for ever: the API now carries the same stage as the pages."""
+    from pulls.models import PullRequest
+
+    pull = PullRequest.objects.create(
+        requesting_trust=trust_b,
+        source_trust=trust_a,
+        requested_by=bob,
+        nhs_number="9434765919",
+        family_name="Khan",
+        given_name="Priya",
+        birth_date="1992-12-30",
+        sex="F",
+        reason="Follow-up",
+    )
+    body = api_as(bob).get(f"/api/v1/requests/{pull.pk}/").json()
+    assert body["stage"]["key"] == "waiting_approval" and "Alpha Hospitals" in body["stage"]["next_step"]

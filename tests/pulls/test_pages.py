@@ -85,3 +85,35 @@ def test_an_outsider_gets_404(pending, carol):
     assert (
         signed_in(carol).post(f"/requests/{pending.pk}/approve/", {"study_instance_uids": [STUDY_1]}).status_code == 404
     )
+
+
+def test_candidates_show_dates_as_people_read_them_and_mark_differences(bea, trust_a, trust_b, alice):
+    """ISO dates (`1992-12-30`) sat beside "30 Dec 1992"; differences were words only."""
+    from pulls.models import PullRequest
+
+    pull = PullRequest.objects.create(
+        requesting_trust=trust_a,
+        source_trust=trust_b,
+        requested_by=alice,
+        nhs_number="9434765919",
+        family_name="Khan",
+        given_name="Priya",
+        birth_date="1992-12-30",
+        sex="F",
+        reason="Follow-up",
+        candidates=[
+            {
+                "study_instance_uid": "1.2.3",
+                "patient_name": "KHAN^PRIYA",
+                "birth_date": "1992-12-31",
+                "sex": "F",
+                "study_date": "2026-03-01",
+                "modalities": ["CT"],
+                "description": "CT head",
+                "mismatches": ["birth_date"],
+            }
+        ],
+    )
+    html = signed_in(bea).get(f"/requests/{pull.pk}/").content.decode()
+    assert "31 Dec 1992" in html and "1 Mar 2026" in html and "1992-12-31" not in html
+    assert 'portal-differs">31 Dec 1992' in html and "30 Dec 1992" in html

@@ -73,6 +73,7 @@ def test_a_consultant_views_a_shared_ct_and_returns_an_opinion_filed_in_the_sour
     page.fill("input[name=recipient_email]", "consultant@elsewhere.example")
     page.fill("textarea[name=purpose]", "Second opinion on a possible pulmonary embolism")
     page.click("#create-link")
+    page.click("#confirm-share")  # the confirmation naming the patient and the consultant
     url = page.locator("#share-url").inner_text()
     assert url.startswith(f"{live_server.url}/s/")
     link = ShareLink.objects.get()

@@ -26,12 +26,18 @@ def form(**overrides) -> dict:
 def test_the_form_creates_a_link_and_shows_its_url_once(alice, source_gateway, django_capture_on_commit_callbacks):
     client = signed_in(alice)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post("/trusts/RAA/share-links/new/", form())
-    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+        created = client.post("/trusts/RAA/share-links/new/", form())
     link = ShareLink.objects.get()
+    # Redirect after POST: the "created" page reloaded used to submit the form again.
+    assert created.status_code == 302 and created["Location"] == f"/share-links/{link.pk}/created/"
+    response = client.get(created["Location"])
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     assert b'id="share-url"' in response.content and b"/s/" in response.content
+    again = client.get(created["Location"])
+    assert b'id="share-url"' not in again.content and b'id="shown-once"' in again.content
+    assert ShareLink.objects.count() == 1
     page = client.get(f"/share-links/{link.pk}/")
-    assert b"/s/" not in page.content.split(b"<main>")[1]  # never shown again
+    assert b"/s/" not in page.content.split(b'id="maincontent">')[1]  # never shown again
     # While staging, the page refreshes itself and shows progress.
     assert b'http-equiv="refresh"' in page.content and b"0 / 0" in page.content
 

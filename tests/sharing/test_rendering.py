@@ -20,9 +20,9 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless, generate_uid
 from pynetdicom.sop_class import BasicTextSRStorage, ComputedRadiographyImageStorage, CTImageStorage
 
+from dicomkit import rendering
+from dicomkit.rendering import PRESETS, RenderError, default_window, render, thumbnail
 from dicomkit.sim.synthetic import make_study
-from sharing import rendering
-from sharing.rendering import PRESETS, RenderError, default_window, render, thumbnail
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom.sop_class import BasicTextSRStorage, CTImageStorage
 
 from dicomkit.sim.synthetic import make_study
-from sharing.staged import CACHE_NAME, instance_path, is_uid, manifest
+from dicomkit.staged import CACHE_NAME, instance_path, is_uid, manifest
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.1"
 
@@ -201,18 +201,18 @@ def test_a_quiet_folder_is_answered_from_memory_until_it_changes(tmp_path, monke
     series = (generate_uid(), 1)
     first = write_instance(tmp_path, series=series, instance_number=1)
     manifest(tmp_path)  # builds and writes the cache
-    monkeypatch.setattr("sharing.staged.QUIET_NS", -(10**12))  # as if the folder had been quiet for long
+    monkeypatch.setattr("dicomkit.staged.QUIET_NS", -(10**12))  # as if the folder had been quiet for long
     manifest(tmp_path)  # remembered now
     # Remove the cache behind the memo's back, then put the folder's mtime back as it was.
     quiet = tmp_path.stat()
     (tmp_path / CACHE_NAME).unlink()
     os.utime(tmp_path, ns=(quiet.st_atime_ns, quiet.st_mtime_ns))
-    monkeypatch.setattr("sharing.staged._signature", lambda *a: pytest.fail("the memo should answer"))
+    monkeypatch.setattr("dicomkit.staged._signature", lambda *a: pytest.fail("the memo should answer"))
     assert uids(manifest(tmp_path)["studies"][0]["series"][0]) == [first]
 
 
 def test_the_memo_notices_a_new_file(tmp_path, monkeypatch):
-    monkeypatch.setattr("sharing.staged.QUIET_NS", -(10**12))
+    monkeypatch.setattr("dicomkit.staged.QUIET_NS", -(10**12))
     series = (generate_uid(), 1)
     first = write_instance(tmp_path, series=series, instance_number=1)
     manifest(tmp_path)

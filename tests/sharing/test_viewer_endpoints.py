@@ -105,7 +105,9 @@ def test_an_opinion_is_recorded_emailed_and_written_as_an_sr_of_the_same_study(
     with django_capture_on_commit_callbacks(execute=True):
         response = post(consultant, "/s/opinion/", OPINION)
 
-    assert response.status_code == 200 and b"Thank you" in response.content
+    # Redirect after POST: reloading the thank-you page sends nothing again.
+    assert response.status_code == 302 and response["Location"] == "/s/opinion/?sent=1"
+    assert b"Your opinion has been sent" in consultant.get(response["Location"]).content
     opinion = SecondOpinion.objects.get()
     assert opinion.urgent and opinion.filing_status == "pending"
     # The creator and the trust's imaging managers, nobody of another trust; no patient data in the email.
@@ -139,7 +141,7 @@ def test_the_same_opinion_sent_twice_is_recorded_filed_and_emailed_once(
     mail.outbox.clear()
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
-            assert post(consultant, "/s/opinion/", OPINION).status_code == 200
+            assert post(consultant, "/s/opinion/", OPINION).status_code == 302
     assert SecondOpinion.objects.filter(link=ready_link.link).count() == 1
     assert len(mail.outbox) == 1 and AuditEvent.objects.filter(event_type="IEP141").count() == 1
 

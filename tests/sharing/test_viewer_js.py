@@ -2,7 +2,7 @@
 
 No Django views are involved (they belong to the share-link views' own tests): a ThreadingHTTPServer
 on 127.0.0.1 serves the rendered viewer.html under the project's Content-Security-Policy, the static
-files, and manifest/image/thumbnail answers from sharing.staged and sharing.rendering over a
+files, and manifest/image/thumbnail answers from dicomkit.staged and dicomkit.rendering over a
 synthetic CT and MR. It catches script errors, CSP violations and broken controls early.
 """
 
@@ -28,8 +28,8 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 from pynetdicom.sop_class import BasicTextSRStorage
 
+from dicomkit import rendering, staged
 from dicomkit.sim.synthetic import SyntheticPatient, make_study
-from sharing import rendering, staged
 from tests.browser.conftest import chromium  # noqa: F401 - the session's browser (one Playwright per process)
 
 pytestmark = pytest.mark.browser

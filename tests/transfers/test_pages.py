@@ -198,7 +198,7 @@ def test_the_detail_page_shows_progress_and_errors(transfer, alice):
         ]
     )
     page = signed_in(alice).get(f"/transfers/{transfer.pk}/").content.decode()
-    assert '<span data-field="instances_done">2</span> / <span data-field="instances_total">4</span>' in page
+    assert '<span data-field="instances_done">2</span> of <span data-field="instances_total">4</span>' in page
     assert '<span data-field="megabytes">3.5</span> MB' in page
     assert '<span data-field="instances_failed">1</span>' in page
     assert "0xA700 out of resources" in page
@@ -281,7 +281,26 @@ def test_search_results_offer_a_checkbox_per_study_to_clinicians(alice, amir, on
     page = signed_in(alice).get("/trusts/RAA/studies/", {"patient_name": "*"}).content.decode()
     assert f'action="{PUSH_URL}"' in page
     assert f'name="study_instance_uids" value="{STUDY}" form="push-form"' in page
-    assert "Send to another trust" in page
+    assert "Send the selected studies to another trust" in page
     manager_page = signed_in(amir).get("/trusts/RAA/studies/", {"patient_name": "*"}).content.decode()
     assert "MR head" in manager_page
     assert "Send to another trust" not in manager_page
+
+
+def test_a_failed_instance_is_listed_once_even_after_a_retry(transfer, alice):
+    """*Retry* listed the 20 UIDs twice (40 rows): the engine names each failed instance in `errors` and the
+    ledger says the same, and the page showed both."""
+    TransferInstance.objects.create(
+        transfer=transfer,
+        sop_instance_uid="1.2.3.9",
+        study_instance_uid=STUDY,
+        state=InstanceState.FAILED,
+        last_error="0x0111 Duplicate SOP Instance",
+    )
+    Transfer.objects.filter(pk=transfer.pk).update(
+        status=Status.COMPLETED_WITH_ERRORS,
+        errors=[{"sop_instance_uid": "1.2.3.9", "study_instance_uid": STUDY, "error": "0x0111 Duplicate SOP Instance"}],
+    )
+    page = signed_in(alice).get(f"/transfers/{transfer.pk}/").content.decode()
+    table = page.split('id="transfer-errors"')[1].split("</table>")[0]
+    assert table.count("1.2.3.9") == 1

@@ -3,7 +3,9 @@
 from django.core.management.base import BaseCommand
 
 from accounts.roles import Role
+from dicomkit.nhs import format_nhs
 from directory.demo import DEMO_PASSWORD, TRUSTS, demo_email
+from exchange.demo import demo_patients_at
 
 
 class Command(BaseCommand):
@@ -21,6 +23,11 @@ class Command(BaseCommand):
             w(f"  {spec.ods_code}  {spec.name}")
             for role in Role:
                 w(f"       {role.label:32} {demo_email(role, spec.ods_code)}")
+        w("")
+        w("Synthetic patients to search for (Studies in the menu), by NHS number:")
+        for ods_code in ("R0A", "R0B", "R0C", "NV0"):
+            found = ", ".join(f"{p['name']} {format_nhs(p['nhs_number'])}" for p in demo_patients_at(ods_code))
+            w(f"  {ods_code}  {found}")
         w("")
         w("Ctrl-C stops everything.")
         w("")
