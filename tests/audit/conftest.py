@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.db import connection
 
@@ -47,3 +49,14 @@ def raw_sql(sql: str, params: list | tuple = ()) -> None:
         finally:
             if connection.vendor == "postgresql":
                 cursor.execute("SET session_replication_role = origin")
+
+
+JSON_COLUMNS = ("scope", "study_uids", "detail")
+
+
+def insert_event_sql(row: dict) -> tuple[str, list]:
+    """An INSERT of an audit event row as `AuditEvent.objects.values()` gives it (without its id)."""
+    columns = [name for name in row if name != "id"]
+    placeholders = ", ".join("%s::jsonb" if name in JSON_COLUMNS else "%s" for name in columns)
+    values = [json.dumps(row[name]) if name in JSON_COLUMNS else row[name] for name in columns]
+    return f"INSERT INTO audit_auditevent ({', '.join(columns)}) VALUES ({placeholders})", values  # noqa: S608

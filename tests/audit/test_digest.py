@@ -104,7 +104,7 @@ def test_a_chain_rewritten_end_to_end_passes_on_its_own_but_not_against_the_dige
             [row["reason"], previous, new, row["seq"]],
         )
         previous = new
-    ChainHead.objects.filter(pk=1).update(hash=previous)
+    raw_sql("UPDATE audit_chainhead SET hash = %s WHERE id = 1", [previous])
     path = tmp_path / "kept.json"
     path.write_text(json.dumps(document))
 
