@@ -218,6 +218,9 @@ class ChainReport:
     head_seq: int = 0
     head_hash: str = GENESIS_HASH
     from_seq: int = 1
+    # Set by audit.digest.verify_anchored: what the digest files outside the database say besides.
+    anchor_problems: tuple[str, ...] = ()
+    digests_checked: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +231,8 @@ class ChainReport:
             "head_seq": self.head_seq,
             "head_hash": self.head_hash,
             "from_seq": self.from_seq,
+            "digest_problems": list(self.anchor_problems),
+            "digests_checked": self.digests_checked,
         }
 
 
@@ -264,7 +269,10 @@ def verify_chain(*, from_seq: int = 1, batch_size: int = 5000) -> ChainReport:
     if start > head["seq"] + 1:
         start = head["seq"] + 1
     broken_at, problem, checked, last_hash, last_seq = _walk(start, head["seq"], batch_size)
-    if broken_at is None and last_seq != head["seq"]:
+    if broken_at is None and AuditEvent.objects.filter(seq__gt=head["seq"]).exists():
+        # The walk stops at the head; rows past it were hidden by moving the head back, or forged.
+        broken_at, problem = head["seq"] + 1, f"there are events after the chain head (#{head['seq']})"
+    elif broken_at is None and last_seq != head["seq"]:
         broken_at, problem = last_seq + 1, f"the chain ends at #{last_seq} but the head says #{head['seq']}"
     elif broken_at is None and last_hash != head["hash"]:
         broken_at, problem = last_seq, f"the chain head does not match event #{last_seq}"

@@ -411,6 +411,11 @@ CELERY_BEAT_SCHEDULE["audit-chain-digest"] = {
     "task": "audit.export_chain_digest",
     "schedule": crontab(hour=AUDIT_DIGEST_HOUR, minute=0),
 }
+# Every hour the database is checked against the digest files (and the chain walked since the newest).
+CELERY_BEAT_SCHEDULE["audit-chain-anchor-check"] = {
+    "task": "audit.verify_chain_anchored",
+    "schedule": crontab(minute=40),
+}
 CELERY_BEAT_SCHEDULE["audit-chain-full-verification"] = {
     "task": "audit.verify_chain_fully",
     "schedule": crontab(day_of_week="sun", hour=(AUDIT_DIGEST_HOUR + 1) % 24, minute=30),

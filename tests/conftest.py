@@ -34,6 +34,13 @@ def _flush_past_the_audit_guards():
 
 
 @pytest.fixture(autouse=True)
+def _own_audit_digest_dir(settings, tmp_path):
+    """Every verification checks the database against the digest files: each test has a folder of its own,
+    never the files a demo or another test left under var/."""
+    settings.AUDIT_DIGEST_DIR = tmp_path / "audit-digests"
+
+
+@pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     """Tests make many staff accounts; the production hasher's cost is not what they test."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

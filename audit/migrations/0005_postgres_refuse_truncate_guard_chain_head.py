@@ -49,12 +49,11 @@ BEGIN
   END IF;
   IF TG_OP = 'INSERT' THEN
     -- Two first writers race to create the head: the loser's insert must fail on the primary key
-    -- (which record_event expects), whether or not the winner's first event is committed yet.
-    IF NEW.id = 1 AND EXISTS (SELECT 1 FROM audit_chainhead WHERE id = 1) THEN
-      RETURN NEW;
-    END IF;
-    IF NEW.id = 1 AND NEW.seq = 0 AND NEW.hash = repeat('0', 64)
-       AND NOT EXISTS (SELECT 1 FROM audit_auditevent) THEN
+    -- (which record_event expects), whether or not the winner has committed its first event. One
+    -- expression, so one snapshot: the winner's head and first event are seen together or not at all.
+    IF NEW.id = 1 AND (
+         EXISTS (SELECT 1 FROM audit_chainhead WHERE id = 1)
+         OR (NEW.seq = 0 AND NEW.hash = repeat('0', 64) AND NOT EXISTS (SELECT 1 FROM audit_auditevent))) THEN
       RETURN NEW;
     END IF;
     RAISE EXCEPTION 'the audit chain head starts once, at the genesis, before any event';

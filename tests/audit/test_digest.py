@@ -112,8 +112,13 @@ def test_a_chain_rewritten_end_to_end_passes_on_its_own_but_not_against_the_dige
 
     assert verify_chain().ok  # self-consistent...
     assert not check_digest(document).ok  # ...but not what was sent out
+    # The command checks the files in AUDIT_DIGEST_DIR by itself, and any kept elsewhere on request.
+    with pytest.raises(CommandError, match=r"event #4 no longer has the hash the digest of .* vouched for"):
+        call_command("verify_audit_chain")
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
     with pytest.raises(CommandError, match="no longer has the digested hash"):
-        call_command("verify_audit_chain", "--digest", str(path))
+        call_command("verify_audit_chain", "--digest-dir", str(elsewhere), "--digest", str(path))
 
 
 def test_the_next_digest_verifies_only_what_is_new_but_still_spots_a_rewrite(rita):

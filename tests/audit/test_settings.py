@@ -64,7 +64,12 @@ def test_working_hours_and_days_parse():
 def test_the_audit_jobs_are_on_the_beat_schedule(settings):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
 
-    assert {"audit.scan_alerts", "audit.export_chain_digest", "audit.verify_chain_fully"} <= tasks
+    assert {
+        "audit.scan_alerts",
+        "audit.export_chain_digest",
+        "audit.verify_chain_fully",
+        "audit.verify_chain_anchored",
+    } <= tasks
     assert settings.AUDIT_RETENTION_YEARS >= 8
 
 
@@ -72,4 +77,9 @@ def test_the_scheduled_jobs_are_registered_with_celery():
     import audit.tasks  # noqa: F401  (what the worker's autodiscovery imports)
     from portal.celery import app
 
-    assert {"audit.scan_alerts", "audit.export_chain_digest", "audit.verify_chain_fully"} <= set(app.tasks)
+    assert {
+        "audit.scan_alerts",
+        "audit.export_chain_digest",
+        "audit.verify_chain_fully",
+        "audit.verify_chain_anchored",
+    } <= set(app.tasks)
