@@ -27,7 +27,7 @@ from django.utils import timezone
 from . import alerts, anchors, catalogue
 from .anchors import DigestFile, Finding
 from .context import Actor, system_actor
-from .models import AuditAlert, AuditEvent, ChainDigest
+from .models import AuditAlert, AuditEvent, ChainDigest, ChainHead
 from .services import ChainReport, verify_chain
 from .signing import canonical_bytes, sign, signature_valid
 
@@ -66,8 +66,9 @@ def verify_anchored(
 ) -> Verification:
     """Check the database against every digest file, then walk the chain.
 
-    `since_last_digest` walks only what was added after the newest digest's head, when the database
-    still holds that head as digested; otherwise from `from_seq` (the whole chain by default).
+    `since_last_digest` walks only from the newest digest's head, when the database still holds that
+    head as digested (the walk re-checks the head's link to the event before it, and that event);
+    otherwise from `from_seq` (the whole chain by default).
     """
     files, findings = anchors.read_digests(directory, public_key)
     complete = directory is None or Path(directory) == Path(settings.AUDIT_DIGEST_DIR)
@@ -77,12 +78,11 @@ def verify_anchored(
     newest = anchors.newest(files)
     vouched = newest is not None and newest.head_seq > 0
     anchored = vouched and not any(f.kind == AuditAlert.Kind.CHAIN_BROKEN for f in findings)
-    start = newest.head_seq + 1 if since_last_digest and anchored else from_seq
+    start = newest.head_seq if since_last_digest and anchored else from_seq
     return Verification(verify_chain(from_seq=start), tuple(findings), newest, len(files))
 
 
-def _payload(report: ChainReport, previous: DigestFile | None) -> dict[str, Any]:
-    head_time = AuditEvent.objects.filter(seq=report.head_seq).values_list("timestamp", flat=True).first()
+def _payload(report: ChainReport, previous: DigestFile | None, head: AuditEvent) -> dict[str, Any]:
     return {
         "type": DOCUMENT_TYPE,
         "version": 1,
@@ -90,16 +90,17 @@ def _payload(report: ChainReport, previous: DigestFile | None) -> dict[str, Any]
         "audit_source_id": settings.AUDIT_SOURCE_ID,
         "generated_at": timezone.now().astimezone(UTC).isoformat(timespec="microseconds"),
         "head": {
-            "seq": report.head_seq,
-            "hash": report.head_hash,
-            "timestamp": head_time.astimezone(UTC).isoformat(timespec="microseconds") if head_time else None,
+            "seq": head.seq,
+            "hash": head.hash,
+            "timestamp": head.timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
         },
-        "events_since_previous": report.head_seq - (previous.head_seq if previous else 0),
+        "events_since_previous": head.seq - (previous.head_seq if previous else 0),
         # The previous digest *file*: the files chain to each other, whatever happens to the database.
         "previous": {"head_seq": previous.head_seq, "sha256": previous.sha256} if previous else None,
         "verification": {
             "ok": report.ok,
             "from_seq": report.from_seq,
+            "to_seq": report.head_seq,
             "events_checked": report.events_checked,
             "first_broken_seq": report.first_broken_seq,
             "problem": report.problem,
@@ -109,47 +110,52 @@ def _payload(report: ChainReport, previous: DigestFile | None) -> dict[str, Any]
     }
 
 
-def _write(document: dict[str, Any], head_seq: int) -> Path:
-    directory = Path(settings.AUDIT_DIGEST_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
+def _path(seq: int) -> Path:
     stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = directory / f"audit-chain-{stamp}-{head_seq}.json"
+    return Path(settings.AUDIT_DIGEST_DIR) / f"audit-chain-{stamp}-{seq}.json"
+
+
+def _write(document: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     # "x": a digest file is never overwritten, even by a second run in the same second.
     with open(path, "x", encoding="utf-8") as handle:
         json.dump(document, handle, indent=2, sort_keys=True)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
-    return path
 
 
 def export_digest() -> ChainDigest:
-    """Verify (against the digest files too), sign, write, record, then email the digest.
+    """Verify (against the digest files too), record the export, then sign, write and email a digest.
 
-    A failed verification is written into the digest and raises its alerts: the digest still records
+    The digest's head is the export's own record: nothing written before the digest lies outside it.
+    A failed verification is written into the digest and raises its alerts; the digest still records
     the head as it stands, so the next check measures the database against it.
     """
     with transaction.atomic():
         verification = verify_anchored(since_last_digest=True)
         report = verification.report
-        payload = _payload(report, verification.newest)
+        # Hold the chain head, so that the export's record takes the next number (which names the file).
+        head = ChainHead.objects.select_for_update().filter(pk=1).values_list("seq", flat=True).first() or 0
+        path = _path(head + 1)
+        event = catalogue.AUDIT_DIGEST_EXPORTED.record(
+            actor=ACTOR,
+            outcome=0 if report.ok else 8,
+            detail={"path": str(path), "ok": report.ok, "verified_to_seq": report.head_seq},
+        )
+        payload = _payload(report, verification.newest, event)
         signature = sign(payload)
         document = {"digest": payload, "signature": signature}
-        path = _write(document, report.head_seq)
+        _write(document, path)
         digest = ChainDigest.objects.create(
-            head_seq=report.head_seq,
-            head_hash=report.head_hash,
+            head_seq=event.seq,
+            head_hash=event.hash,
             payload=canonical_bytes(payload).decode(),
             signature=signature["value"],
             algorithm=signature["algorithm"],
             key_id=signature["key_id"],
             path=str(path),
             chain_ok=report.ok,
-        )
-        catalogue.AUDIT_DIGEST_EXPORTED.record(
-            actor=ACTOR,
-            outcome=0 if report.ok else 8,
-            detail={"head_seq": report.head_seq, "head_hash": report.head_hash, "path": str(path), "ok": report.ok},
         )
         raise_alerts(verification)
     alerts.notify()

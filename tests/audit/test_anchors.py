@@ -73,7 +73,7 @@ def test_an_emptied_trail_fails_the_command_where_a_digest_says_there_were_event
     export_digest()
     empty_the_trail()
 
-    with pytest.raises(CommandError, match=r"the audit trail is empty, but the digest of .* vouched for 4 events"):
+    with pytest.raises(CommandError, match=r"the audit trail is empty, but the digest of .* vouched for 5 events"):
         call_command("verify_audit_chain")
 
 
@@ -126,7 +126,7 @@ def test_a_chain_rewritten_end_to_end_fails_the_weekly_verification():
 
     assert verify_chain_fully() is False
     (summary,) = alert_summaries("chain_broken")
-    assert "event #4 no longer has the hash the digest of" in summary
+    assert "event #5 no longer has the hash the digest of" in summary
 
 
 # --- the digest files themselves -----------------------------------------------------------------------
@@ -254,8 +254,8 @@ def test_a_head_that_went_back_between_digests_stays_found(settings):
 
     assert verify_chain_anchored() is False
     summaries = alert_summaries("chain_broken")
-    assert any("the chain head went back from #3 to #1" in s for s in summaries)
-    assert any(s.startswith("event #3, the head the digest of") and "is missing" in s for s in summaries)
+    assert any("the chain head went back from #4 to #2" in s for s in summaries)
+    assert any(s.startswith("event #4, the head the digest of") and "is missing" in s for s in summaries)
 
 
 def test_a_problem_that_persists_is_one_alert_and_one_email(rita):

@@ -203,7 +203,7 @@ def test_migrating_as_the_owner_leaves_the_portals_role_able_to_append_and_nothi
     )
 
     assert f"Migrated as {owner}" in migrated.stdout
-    assert "Digest of event #5 (intact)" in exported.stdout
+    assert "Digest of event #6 (intact)" in exported.stdout
     assert "Audit chain intact: 6 events verified" in verified.stdout
     assert "audit.W002" not in app_checks.stdout + app_checks.stderr
     assert "the owner of audit_auditevent" in owner_checks.stdout + owner_checks.stderr
