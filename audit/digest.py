@@ -17,10 +17,11 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -34,6 +35,7 @@ from .signing import canonical_bytes, sign, signature_valid
 __all__ = ["check_digest", "export_digest", "record_verification", "signature_valid", "verify_anchored"]
 
 DOCUMENT_TYPE = "iep-audit-chain-digest"
+log = structlog.get_logger("audit.digest")
 ACTOR = system_actor("audit digest")
 
 
@@ -132,9 +134,10 @@ def export_digest() -> ChainDigest:
     A failed verification is written into the digest and raises its alerts; the digest still records
     the head as it stands, so the next check measures the database against it.
     """
+    verification = verify_anchored(since_last_digest=True)
+    report = verification.report
+    _alert(verification)
     with transaction.atomic():
-        verification = verify_anchored(since_last_digest=True)
-        report = verification.report
         # Hold the chain head, so that the export's record takes the next number (which names the file).
         head = ChainHead.objects.select_for_update().filter(pk=1).values_list("seq", flat=True).first() or 0
         path = _path(head + 1)
@@ -157,20 +160,33 @@ def export_digest() -> ChainDigest:
             path=str(path),
             chain_ok=report.ok,
         )
-        raise_alerts(verification)
-    alerts.notify()
     _email(document, path)
     return digest
 
 
 def record_verification(verification: Verification, *, actor: Actor) -> ChainReport:
-    """Put a verification on the trail; raise an alert for each thing it found, and tell people."""
+    """Raise an alert for each thing a verification found and tell people, then put it on the trail."""
     report = verification.report
+    _alert(verification)
+    try:
+        with transaction.atomic():
+            catalogue.AUDIT_CHAIN_VERIFIED.record(actor=actor, outcome=0 if report.ok else 8, detail=report.as_dict())
+    except IntegrityError:
+        if report.ok:
+            raise
+        # An event forged past the head holds the number the next one needs: the alert says so.
+        log.error("audit chain refuses appends; verification not recorded", problem=report.problem)
+    return report
+
+
+def _alert(verification: Verification) -> None:
+    # Committed and sent before anything is appended to the chain: a chain broken badly enough to refuse
+    # the append (a forged event sitting where the next one must go) must still be reported.
+    if verification.report.ok:
+        return
     with transaction.atomic():
-        catalogue.AUDIT_CHAIN_VERIFIED.record(actor=actor, outcome=0 if report.ok else 8, detail=report.as_dict())
         raise_alerts(verification)
     alerts.notify()
-    return report
 
 
 def raise_alerts(verification: Verification, raised: alerts.Raised | None = None) -> list[AuditAlert]:

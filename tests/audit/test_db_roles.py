@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -22,35 +21,13 @@ from django.db.utils import DatabaseError
 from audit import alerts, catalogue
 from audit.codes import Action, EventID
 from audit.context import SYSTEM
-from audit.dbroles import grant_app_role, quote
+from audit.dbroles import quote
 from audit.models import AuditEvent, ChainDigest, ChainHead
 from audit.services import record_event, verify_chain
-from tests.audit.conftest import require_postgres
+from tests.audit.conftest import acting_as, require_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def app_role() -> str:
-    """The portal's role, made and granted inside the test's transaction (so rolled back with it)."""
-    require_postgres()
-    name = f"{connection.settings_dict['NAME']}_app"[:63]
-    with connection.cursor() as cursor:
-        cursor.execute(f"CREATE ROLE {quote(name)} NOLOGIN NOINHERIT")
-        grant_app_role(cursor, name)
-    return name
-
-
-@contextmanager
-def acting_as(role: str):
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET ROLE {quote(role)}")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("RESET ROLE")
 
 
 def refused_as(role: str, sql: str) -> str:
