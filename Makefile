@@ -26,6 +26,8 @@ format: venv
 
 test: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	DATABASE_URL=sqlite://:memory: $(DEMO_ENV) $(BIN)/mypy
 	DATABASE_URL=sqlite://:memory: $(DEMO_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
 

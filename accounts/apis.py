@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -13,10 +14,17 @@ from audit.context import actor_from_request
 from portal.api import run_service
 
 from . import permissions as perms
-from . import services
-from .models import Membership, User
+from . import services, tokens
+from .models import ApiToken, Membership, User
 from .permissions import Perm
-from .serializers import MembershipSerializer, MeSerializer, UserSerializer
+from .serializers import (
+    ApiTokenCreatedSerializer,
+    ApiTokenSerializer,
+    MembershipSerializer,
+    MeSerializer,
+    ServiceAccountSerializer,
+    UserSerializer,
+)
 
 
 class MeView(APIView):
@@ -93,4 +101,72 @@ class MembershipViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-__all__ = ["MeView", "MembershipViewSet", "Perm", "UserViewSet"]
+class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Your API tokens (regional administrators: everyone's). Made only in a signed-in session with a
+    second factor, never with another token, so a token cannot outlive its expiry by minting a successor."""
+
+    serializer_class = ApiTokenSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            return ApiToken.objects.none()
+        return tokens.visible_tokens(self.request.user)
+
+    @extend_schema(request=ApiTokenSerializer, responses={201: ApiTokenCreatedSerializer})
+    def create(self, request: Request) -> Response:
+        perms.require(
+            not isinstance(request.auth, ApiToken), "Create tokens in a signed-in session, not with another token."
+        )
+        body = ApiTokenSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        owner = body.validated_data.get("user", request.user)
+        perms.require(
+            owner == request.user or perms.is_regional_admin(request.user),
+            "Only regional administrators make tokens for service accounts.",
+        )
+        token, key = run_service(
+            tokens.api_token_create,
+            user=owner,
+            name=body.validated_data.get("name", ""),
+            expires_in_days=body.validated_data.get("expires_in_days"),
+            created_by=request.user,
+            actor=actor_from_request(request),
+        )
+        token.key = key
+        return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=ApiTokenSerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str | None = None) -> Response:
+        token = self.get_object()
+        perms.require(tokens.may_revoke(request.user, token))
+        tokens.api_token_revoke(token=token, revoked_by=request.user, actor=actor_from_request(request))
+        return Response(ApiTokenSerializer(token).data)
+
+
+class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Machine clients of one trust (regional administrators only); deactivate one with PATCH users/{id}."""
+
+    serializer_class = ServiceAccountSerializer
+
+    def get_queryset(self):
+        if not getattr(self, "swagger_fake_view", False):  # the schema generator has no user
+            perms.require(perms.is_regional_admin(self.request.user), "For regional administrators.")
+        return User.objects.filter(is_service_account=True).prefetch_related("memberships__trust").order_by("email")
+
+    @extend_schema(responses={201: ServiceAccountSerializer})
+    def create(self, request: Request) -> Response:
+        perms.require(perms.is_regional_admin(request.user), "Only regional administrators make service accounts.")
+        body = ServiceAccountSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        account = run_service(
+            tokens.service_account_create,
+            trust=body.validated_data["trust"],
+            name=body.validated_data["full_name"],
+            role=body.validated_data["role"],
+            actor=actor_from_request(request),
+        )
+        return Response(ServiceAccountSerializer(account).data, status=status.HTTP_201_CREATED)
+
+
+__all__ = ["ApiTokenViewSet", "MeView", "MembershipViewSet", "Perm", "ServiceAccountViewSet", "UserViewSet"]

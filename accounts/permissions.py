@@ -143,14 +143,19 @@ def visible_memberships(user, queryset: QuerySet) -> QuerySet:
 # --- the audit trail: IG officers read their own trusts' events; regional administrators read all ----
 
 
+def _trusts() -> QuerySet:
+    """Every trust (accounts sits below directory: see models.trust_model)."""
+    from .models import trust_model  # not at import time: this module is read before the models are ready
+
+    return trust_model()._default_manager.all()
+
+
 def audit_trust_codes(user) -> set[str] | None:
     """ODS codes of the trusts whose audit events the user may read; None means every trust."""
     if is_regional_admin(user):
         return None
-    from directory.models import Trust
-
     trust_ids = member_trust_ids(user, Perm.VIEW_AUDIT)
-    return set(Trust.objects.filter(pk__in=trust_ids).values_list("ods_code", flat=True)) if trust_ids else set()
+    return set(_trusts().filter(pk__in=trust_ids).values_list("ods_code", flat=True)) if trust_ids else set()
 
 
 def may_view_audit(user) -> bool:
@@ -182,9 +187,7 @@ def visible_audit_alerts(user, queryset: QuerySet) -> QuerySet:
 def may_acknowledge_alert(user, alert) -> bool:
     if is_regional_admin(user):
         return True
-    from directory.models import Trust
-
-    trust_id = Trust.objects.filter(ods_code=alert.trust).values_list("pk", flat=True).first()
+    trust_id = _trusts().filter(ods_code=alert.trust).values_list("pk", flat=True).first()
     return has_perm_at(user, Perm.ACKNOWLEDGE_AUDIT_ALERTS, trust_id)
 
 

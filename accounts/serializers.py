@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework import serializers
 
-from directory.serializers import TrustField
-
-from .models import Membership, User
-from .roles import Role
+from .models import ApiToken, Membership, User, trust_model
+from .roles import SERVICE_ACCOUNT_ROLE_CHOICES, Role
 
 
 class MembershipSerializer(serializers.ModelSerializer):
     user = serializers.SlugRelatedField(slug_field="email", queryset=User.objects.all())
-    trust = TrustField()
+    # The trust by its ODS code, reached through the membership's own relation (accounts sits below directory).
+    trust = serializers.SlugRelatedField(slug_field="ods_code", queryset=trust_model()._default_manager.all())
     role = serializers.ChoiceField(choices=Role.choices)
 
     class Meta:
@@ -56,3 +56,59 @@ class MeSerializer(serializers.ModelSerializer):
         from .permissions import is_regional_admin
 
         return is_regional_admin(user)
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(
+        slug_field="email",
+        queryset=User.objects.filter(is_service_account=True),
+        required=False,
+        help_text="Whose token: yourself when left out; regional administrators may name a service account.",
+    )
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, allow_null=True, default=None)
+    expires_in_days = serializers.IntegerField(
+        write_only=True,
+        required=False,
+        min_value=1,
+        max_value=settings.API_TOKEN_MAX_DAYS,
+        help_text=f"Default {settings.API_TOKEN_DEFAULT_DAYS}.",
+    )
+    state = serializers.ChoiceField(choices=["active", "expired", "revoked"], read_only=True)
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "user",
+            "name",
+            "prefix",
+            "state",
+            "created_at",
+            "created_by",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "expires_in_days",
+        ]
+        read_only_fields = ["prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    key = serializers.CharField(read_only=True, help_text="Send as `Authorization: Token <key>`. Shown this once.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "key"]
+
+
+class ServiceAccountSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="full_name", max_length=100)
+    trust = serializers.SlugRelatedField(
+        slug_field="ods_code", queryset=trust_model()._default_manager.all(), write_only=True
+    )
+    role = serializers.ChoiceField(choices=SERVICE_ACCOUNT_ROLE_CHOICES, write_only=True)
+    memberships = MyMembershipSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "name", "is_active", "trust", "role", "memberships"]
+        read_only_fields = ["email", "is_active"]

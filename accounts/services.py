@@ -9,13 +9,13 @@ from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Model
 from django.template.loader import render_to_string
 from django.urls import reverse
 
 from audit.codes import Action, EventID, EventType
 from audit.context import Actor
 from audit.services import record_event
-from directory.models import Trust
 
 from .models import Membership, SignInSession, User
 
@@ -86,8 +86,9 @@ def end_sessions(user: User) -> int:
 
 
 @transaction.atomic
-def membership_create(*, user: User, trust: Trust, role: str, actor: Actor) -> Membership:
-    membership = Membership(user=user, trust=trust, role=role)
+def membership_create(*, user: User, trust: Model, role: str, actor: Actor) -> Membership:
+    """`trust`: a directory.Trust (accounts sits below directory and does not import it)."""
+    membership = Membership(user=user, trust_id=trust.pk, role=role)
     membership.full_clean()
     membership.save()
     _record_role_change(membership, Action.CREATE, actor)

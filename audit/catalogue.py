@@ -17,7 +17,7 @@ of the spec's `needs`. Conventions the specs encode:
 
 Workflows that exist today record themselves: sign-in/out and second-factor events (accounts.receivers),
 account and role changes (accounts.services), directory changes (directory.services), admin changes
-(audit.admin.AuditedAdminMixin), API token use (audit.authentication) and the audit console's own use.
+(audit.admin.AuditedAdminMixin), API token use (accounts.authentication) and the audit console's own use.
 """
 
 from __future__ import annotations
@@ -114,6 +114,16 @@ IMPORTED = _spec("import", EventID.IMPORT, Action.CREATE, needs="trust study_uid
 RECONCILED = _spec("reconciliation", EventID.IMPORT, Action.UPDATE, LocalEventType.RECONCILED, "trust study_uids")
 RECONCILIATION_HELD = _spec(
     "reconciliation queue", EventID.IMPORT, Action.CREATE, LocalEventType.RECONCILIATION_HELD, "trust study_uids"
+)
+
+RECEIVER_REFUSED = _spec(
+    "receiver refusal",
+    EventID.SECURITY_ALERT,
+    Action.EXECUTE,
+    EventType.NODE_AUTHENTICATION,
+    needs="actor reason",
+    description="The DICOM receiver refused an association from a calling AE title and address not in the "
+    "gateway directory (outcome 4); detail.calling_ae, peer, repeats (refusals since the last such event)",
 )
 
 # --- external consultants -------------------------------------------------------------------------

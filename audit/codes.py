@@ -22,6 +22,7 @@ class EventType(models.TextChoices):
     APPLICATION_START = "110120", "Application Start"
     LOGIN = "110122", "Login"
     LOGOUT = "110123", "Logout"
+    NODE_AUTHENTICATION = "110126", "Node Authentication"
     EMERGENCY_OVERRIDE_STARTED = "110127", "Emergency Override Started"
     NETWORK_CONFIGURATION = "110128", "Network Configuration"
     SECURITY_CONFIGURATION = "110129", "Security Configuration"

@@ -178,8 +178,8 @@ def measure(explain: bool) -> list[float]:
     from django.utils import timezone
 
     from accounts.models import User
-    from audit import selectors
-    from audit.selectors import EventFilters
+    from auditconsole import selectors
+    from auditconsole.selectors import EventFilters
 
     admin = User.objects.get(email="admin@bench.invalid")
     officer = User.objects.get(email="ig.r00@bench.invalid")

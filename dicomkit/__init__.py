@@ -3,6 +3,7 @@
 Start with `client_for(GatewayConfig(...), local_ae_title=...)` and `StorageReceiver(...)`.
 """
 
+from .admission import AllowList, Caller, Refusal
 from .config import GatewayConfig
 from .errors import (
     AssociationRejected,
@@ -33,9 +34,11 @@ from .receiver import StorageReceiver
 from .retrieval import Retrieval
 
 __all__ = [
+    "AllowList",
     "Arrival",
     "AssociationRejected",
     "AuthenticationFailed",
+    "Caller",
     "ConfigurationError",
     "EchoResult",
     "GatewayClient",
@@ -50,6 +53,7 @@ __all__ = [
     "Peer",
     "ProtocolError",
     "QuarantineRecord",
+    "Refusal",
     "Retrieval",
     "RetrieveSummary",
     "RetrievedInstance",

@@ -50,10 +50,14 @@ def configure_pynetdicom() -> None:
     * Identifiers carry patient names and NHS numbers: keep them out of the logs.
     * Send files from disk in PDU-sized chunks instead of decoding whole datasets into memory
       (pynetdicom then needs an exact transfer-syntax match, which `store` arranges).
+    * Write each received C-STORE data set to a temporary file as its PDUs arrive (in the process's
+      temp folder, `tempfile.gettempdir()`), never whole in memory: a 256 MB instance took a receiver
+      from 142 to 399 MB before. `intake` copies it from there into the spool.
     """
     _config.LOG_REQUEST_IDENTIFIERS = False
     _config.LOG_RESPONSE_IDENTIFIERS = False
     _config.STORE_SEND_CHUNKED_DATASET = True
+    _config.STORE_RECV_CHUNKED_DATASET = True
 
 
 def _set_nodelay(event: evt.Event) -> None:

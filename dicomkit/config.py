@@ -26,6 +26,30 @@ def ae_title_problem(value: str) -> str | None:
     return None
 
 
+def _printable_ascii(value: str, lowest: int = 0x20) -> bool:
+    return all(lowest <= ord(ch) <= 0x7E for ch in value)
+
+
+def credential_problem(kind: str, value: str) -> str | None:
+    """Why a DICOMweb credential cannot be sent in an HTTP Authorization header, or None.
+
+    `kind` is "username", "password" or "token". HTTP Basic joins username and password with a colon and
+    has no agreed character set beyond ASCII (requests sends Latin-1, many servers read UTF-8); a bearer
+    token is a run of visible ASCII characters (RFC 6750's b64token, loosened to any visible character).
+    """
+    if not value:
+        return None
+    if kind == "token":
+        if not _printable_ascii(value, lowest=0x21):
+            return "A bearer token is visible ASCII characters only (no spaces, line breaks or accented letters)."
+        return None
+    if not _printable_ascii(value):
+        return f"A DICOMweb {kind} uses printable ASCII characters only: HTTP Basic authentication cannot carry others."
+    if kind == "username" and ":" in value:
+        return "A DICOMweb username cannot contain a colon (HTTP Basic authentication separates it from the password)."
+    return None
+
+
 def validate_ae_title(value: str, *, what: str = "AE title") -> str:
     """Return the AE title stripped of padding, or raise ConfigurationError saying why."""
     problem = ae_title_problem(value)
@@ -76,6 +100,10 @@ class GatewayConfig:
             )
         if self.bearer_token and self.username:
             raise ConfigurationError(f"{self.name}: give a bearer token or a username, not both.")
+        for kind, value in (("username", self.username), ("password", self.password), ("token", self.bearer_token)):
+            problem = credential_problem(kind, value)
+            if problem:
+                raise ConfigurationError(f"The portal's settings for {self.name} cannot work. {problem}")
         for field in ("connect_timeout", "acse_timeout", "dimse_timeout", "network_timeout", "http_timeout"):
             if getattr(self, field) <= 0:
                 raise ConfigurationError(f"{self.name}: {field} must be positive.")

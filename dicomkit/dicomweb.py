@@ -19,7 +19,14 @@ from pydicom.tag import Tag
 
 from .config import GatewayConfig
 from .dedupe import MemoryIndex
-from .errors import AuthenticationFailed, GatewayError, GatewayTimeout, GatewayUnreachable, ProtocolError
+from .errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    GatewayError,
+    GatewayTimeout,
+    GatewayUnreachable,
+    ProtocolError,
+)
 from .intake import Arrival, Intake, Peer, Route
 from .models import EchoResult, Instance, RetrievedInstance, RetrieveSummary, Series, StoreResult, Study, StudyQuery
 from .multipart import MultipartBody, boundary_of, iter_events
@@ -112,6 +119,13 @@ class DicomWebClient:
         timeout = (self.config.connect_timeout, self.config.http_timeout)
         try:
             response = self.session.request(method, url, timeout=timeout, **kwargs)
+        except (UnicodeError, requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
+            # Raised while building our own request (a credential or URL that cannot go on the wire):
+            # the gateway's settings are wrong, not the PACS.
+            raise ConfigurationError(
+                f"The portal could not build its request to {self.config.name} ({exc}): "
+                "check the gateway's DICOMweb URL and credentials."
+            ) from exc
         except requests.exceptions.SSLError as exc:
             raise GatewayError(
                 f"{self.config.name}: the TLS certificate of {self.base} could not be verified ({exc}).",
@@ -148,8 +162,9 @@ class DicomWebClient:
 
     def _json(self, path: str, params: list[tuple[str, str]] | None = None) -> list[Dataset]:
         query, loosened = qido_query_string(params or [])
+        items = self._answers(f"{path}?{query}" if query else path)
         try:
-            answers = [Dataset.from_json(item) for item in self._answers(f"{path}?{query}" if query else path)]
+            answers = [Dataset.from_json(item) for item in items]
         except ValueError as exc:
             raise ProtocolError(f"{self.config.name} sent QIDO-RS results that are not DICOM JSON ({exc}).") from exc
         return [ds for ds in answers if _still_matches(ds, loosened)]
@@ -404,7 +419,7 @@ def _parts_to_files(chunks: Iterator[bytes], boundary: str, folder: Path) -> Ite
                 temp = folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}.dcm"
                 handle = open(temp, "wb")  # noqa: SIM115 - closed at "end" or in finally
                 digest, size = hashlib.sha256(), 0
-            elif kind == "data" and handle is not None:
+            elif kind == "data" and handle is not None and isinstance(value, bytes):
                 handle.write(value)
                 digest.update(value)
                 size += len(value)

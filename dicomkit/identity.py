@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -29,7 +31,7 @@ def values(ds: Dataset, tag_or_keyword: int | str) -> list[str]:
     elem = ds.get(tag_or_keyword)
     if elem is None:
         return []
-    value = elem.value if hasattr(elem, "value") else elem
+    value: Any = elem.value if hasattr(elem, "value") else elem
     if value is None or value == "":
         return []
     if isinstance(value, str | bytes):

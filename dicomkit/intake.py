@@ -14,17 +14,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_file_meta_info
 from pynetdicom import evt
 
+from . import pixels
 from .config import validate_ae_title
 from .dedupe import ReceivedIndex, Seen
 from .errors import ConfigurationError, InvalidInstance
 from .moves import MoveJob
 from .quarantine import QuarantineRecord, quarantine_file
-from .spool import commit, dataset_sha256, file_name_for, temp_path, write_durably
+from .spool import CHUNK, commit, dataset_sha256, file_name_for, temp_path, write_durably
 from .validate import DUPLICATE_CONFLICT, OUT_OF_RESOURCES, InstanceInfo, inspect_file, uid_in
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ class Arrival:
     job_label: str = ""
     duplicate: bool = False
     file_sha256: str = ""  # of the whole file at `path`, when it was hashed while written ("" if not)
+    pixel_warning: str = ""  # stored, but the first frame did not decode here (see `pixels`)
 
 
 ArrivalHook = Callable[[Arrival], None]
@@ -88,8 +91,9 @@ def peer_of(event: evt.Event) -> Peer:
     )
 
 
-def _received_chunks(event: evt.Event, peer: Peer) -> Iterator[bytes | memoryview]:
-    """Preamble, File Meta Information, then the data set exactly as the peer encoded it."""
+def _received_chunks(event: evt.Event, peer: Peer, dataset_digest: hashlib._Hash) -> Iterator[bytes | memoryview]:
+    """Preamble, File Meta Information, then the data set exactly as the peer encoded it (fed to
+    `dataset_digest` on the way)."""
     meta = event.file_meta
     try:
         meta.SourceApplicationEntityTitle = validate_ae_title(peer.calling_ae)
@@ -97,11 +101,40 @@ def _received_chunks(event: evt.Event, peer: Peer) -> Iterator[bytes | memoryvie
         pass  # a malformed calling AE is not worth refusing the instance for
     head = io.BytesIO()
     head.write(b"\x00" * 128 + b"DICM")
-    write_file_meta_info(head, meta, enforce_standard=True)
+    write_file_meta_info(DicomFileLike(head), meta, enforce_standard=True)
     yield head.getbuffer()
-    dataset = event.request.DataSet
-    if dataset is not None:
-        yield dataset.getbuffer()
+    for chunk in _dataset_chunks(event):
+        dataset_digest.update(chunk)
+        yield chunk
+
+
+def _dataset_chunks(event: evt.Event) -> Iterator[bytes | memoryview]:
+    """The data set's bytes: from the file pynetdicom wrote as they arrived (STORE_RECV_CHUNKED_DATASET,
+    so that no instance is ever held whole in memory), or from memory where a caller turned that off."""
+    try:
+        streamed = event.dataset_path
+    except AttributeError:
+        streamed = None
+    if streamed is None:
+        dataset = event.request.DataSet
+        if dataset is not None:
+            yield dataset.getbuffer()
+        return
+    with open(streamed, "rb") as fh:
+        fh.seek(_dataset_offset(fh))
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+def _dataset_offset(fh: BinaryIO) -> int:
+    """Where the data set starts in a file pynetdicom wrote: after its File Meta Information, whose group
+    length it always writes. Read from that length, not by walking group 0002, because a data set may
+    itself (wrongly) begin with group 0002 elements, which are the sender's bytes to keep."""
+    fh.seek(128)
+    head = fh.read(16)
+    if len(head) < 16 or head[:4] != b"DICM" or head[4:10] != b"\x02\x00\x00\x00UL":
+        raise ValueError("pynetdicom's spooled data set has no File Meta Information group length")
+    return 144 + int.from_bytes(head[12:16], "little")
 
 
 class Intake:
@@ -118,6 +151,7 @@ class Intake:
         on_quarantine: QuarantineHook | None = None,
         durable: bool = True,
         consumed_copies_count: bool = False,
+        decode_check: bool = False,
     ) -> None:
         # durable=False skips the fsyncs, for a scratch spool that a crash throws away anyway (a
         # retrieval's, whose caller's ledger, not the file, says what has arrived): ~2 fsyncs per instance.
@@ -126,6 +160,9 @@ class Intake:
         # retrieval's caller deletes each copy once passed on, so there a gone copy still counts: a later
         # copy is a repeat or, if it differs, a conflict, never a new arrival.
         self.consumed_copies_count = consumed_copies_count
+        # Try to decode the first compressed frame of each new arrival and flag it if that fails (a few ms
+        # to tens of ms a frame): for the portal's receiver; a retrieval passes instances on and need not.
+        self.decode_check = decode_check
         self.incoming_dir = incoming_dir
         self.quarantine_dir = quarantine_dir
         self.index = index
@@ -139,15 +176,14 @@ class Intake:
         try:
             peer = peer_of(event)
             temp = temp_path(self.incoming_dir)
-            whole = hashlib.sha256()
-            size = write_durably(temp, _received_chunks(event, peer), sync=self.durable, digest=whole)
+            whole, received = hashlib.sha256(), hashlib.sha256()
+            size = write_durably(temp, _received_chunks(event, peer, received), sync=self.durable, digest=whole)
             req = event.request
-            received = req.DataSet.getbuffer() if req.DataSet is not None else b""
             return self.accept(
                 temp,
                 size=size,
                 peer=peer,
-                sha256=hashlib.sha256(received).hexdigest(),
+                sha256=received.hexdigest(),
                 file_sha256=whole.hexdigest(),
                 expected_sop_instance_uid=str(req.AffectedSOPInstanceUID or ""),
                 expected_sop_class_uid=str(req.AffectedSOPClassUID or ""),
@@ -202,6 +238,8 @@ class Intake:
         context["sop_class_uid"] = context["sop_class_uid"] or info.sop_class_uid
         route = self.route(info, peer)
         final = route.folder / file_name_for(info.sop_instance_uid)
+        # Before the file is committed: a C-MOVE job's worker may take it from the job folder at once.
+        pixel_warning = pixels.decode_problem(temp, info.compressed_frame_bytes) if self.decode_check else None
         with self._lock:
             if route.job is not None:
                 # A C-MOVE job's arrival lands in the job's own folder, which its worker empties: repeats
@@ -241,6 +279,7 @@ class Intake:
             job_label=route.job.label if route.job else "",
             duplicate=seen is not None,
             file_sha256=file_sha256,
+            pixel_warning=pixel_warning or "",
         )
         if self.on_arrival is not None:
             try:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
 
+from .admission import Admission, AdmittingServer, AllowList, RefusalHook
 from .association import NODELAY_HANDLERS, new_ae
 from .config import validate_ae_title
 from .dedupe import SqliteIndex
@@ -29,6 +31,13 @@ class StorageReceiver(ListenerLifecycle):
     Layout under `spool_dir`: `incoming/<study>/<sop>.dcm` for arrivals no job asked for,
     `quarantine/` for refused instances (+ JSON sidecars), `jobs/` for C-MOVE jobs, and
     `received.sqlite`, the index that makes repeats idempotent.
+
+    Who may call and how many at once is `admission`'s business: with an `allow_list`, only its callers
+    (calling AE title at a known address); always at most `max_associations`, `max_per_peer` for one
+    caller. Associations idle for `network_timeout` seconds are aborted. Data sets are written to disk
+    as they arrive (see `association.configure_pynetdicom`), so memory does not grow with instance size.
+    With `decode_check`, an instance whose first compressed frame our decoders cannot decode is stored
+    and flagged (`Arrival.pixel_warning`); one whose frame header is impossible is quarantined (`pixels`).
     """
 
     def __init__(
@@ -40,11 +49,16 @@ class StorageReceiver(ListenerLifecycle):
         bind_address: str = "0.0.0.0",  # noqa: S104 - a receiver must be reachable by trust gateways
         transfer_syntaxes: Iterable[str] = ACCEPTED,
         allowed_calling_aes: Iterable[str] | None = None,
+        allow_list: AllowList | None = None,
+        max_associations: int = 50,
+        max_per_peer: int = 10,
+        decode_check: bool = True,
         on_arrival: ArrivalHook | None = None,
         on_quarantine: QuarantineHook | None = None,
-        acse_timeout: float = 30.0,
+        on_refused: RefusalHook | None = None,
+        acse_timeout: float = 10.0,
         dimse_timeout: float = 60.0,
-        network_timeout: float = 120.0,
+        network_timeout: float = 60.0,
     ) -> None:
         self.ae_title = validate_ae_title(ae_title, what="Receiver AE title")
         self.port = int(port)
@@ -62,11 +76,15 @@ class StorageReceiver(ListenerLifecycle):
             route=self._route,
             on_arrival=on_arrival,
             on_quarantine=on_quarantine,
+            decode_check=decode_check,
         )
         self._transfer_syntaxes = list(transfer_syntaxes)
         self._allowed = [validate_ae_title(a) for a in allowed_calling_aes] if allowed_calling_aes else []
         self._timeouts = (acse_timeout, dimse_timeout, network_timeout)
-        self._server: ThreadedAssociationServer | None = None
+        self.admission = Admission(
+            allow_list=allow_list, max_associations=max_associations, max_per_peer=max_per_peer, on_refused=on_refused
+        )
+        self._server: AdmittingServer | None = None
 
     @property
     def move_destination(self) -> MoveDestination:
@@ -88,6 +106,9 @@ class StorageReceiver(ListenerLifecycle):
         ae = new_ae(self.ae_title)
         ae.acse_timeout, ae.dimse_timeout, ae.network_timeout = self._timeouts
         ae.require_called_aet = True
+        # Admission counts only the associations it let in; pynetdicom's own count (every connection,
+        # silent ones too) must never refuse before it does.
+        ae.maximum_associations = 10 * self.admission.max_associations
         if self._allowed:
             ae.require_calling_aet = self._allowed
         ae.add_supported_context(Verification)
@@ -100,8 +121,38 @@ class StorageReceiver(ListenerLifecycle):
         for folder in (self.incoming_dir, self.quarantine_dir, self.jobs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         sweep_temp_files(self.incoming_dir)
+        if self.admission.allow_list is not None:
+            self.admission.allow_list.start()
         ae = self._build_ae()
-        handlers = [*NODELAY_HANDLERS, (evt.EVT_C_STORE, self.intake.handle_store)]
-        self._server = ae.start_server((self.bind_address, self.port), block=False, evt_handlers=handlers)
-        log.info("DICOM receiver %s listening on %s:%s", self.ae_title, self.bind_address, self.port)
+        handlers = [
+            *NODELAY_HANDLERS,
+            *self.admission.handlers(),
+            (evt.EVT_C_STORE, self.intake.handle_store),
+        ]
+        try:
+            server = ae.make_server(
+                (self.bind_address, self.port),
+                evt_handlers=handlers,
+                server_class=AdmittingServer,
+                admission=self.admission,
+            )
+        except BaseException:
+            if self.admission.allow_list is not None:
+                self.admission.allow_list.stop()
+            raise
+        threading.Thread(target=server.serve_forever, name=f"receiver-{self.port}", daemon=True).start()
+        ae._servers.append(server)  # as ae.start_server does, so that ae.shutdown() finds it
+        self._server = server
+        log.info(
+            "DICOM receiver %s listening on %s:%s (data sets spooled under %s while they arrive)",
+            self.ae_title,
+            self.bind_address,
+            self.port,
+            tempfile.gettempdir(),
+        )
         return self
+
+    def stop(self) -> None:
+        if self.admission.allow_list is not None:
+            self.admission.allow_list.stop()
+        super().stop()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.datadict import DicomDictionary
@@ -24,12 +24,30 @@ UNDEFINED = 0xFFFFFFFF
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA = 0x7FE00010, 0x7FE00008, 0x7FE00009
 MAX_DEPTH = 32  # sequences nest a few levels in real data; a deeper nest is a crafted file
+FIRST_FRAGMENT_HEAD = 64 * 1024  # of the first compressed fragment, kept for `pixels`: any frame header fits
 
 _LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())  # 2 reserved bytes, 4-byte length
 _SHORT_VRS = frozenset(b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split())
 _UIDS = {0x00080016: "sop_class_uid", 0x00080018: "sop_instance_uid", 0x0020000D: "study", 0x0020000E: "series"}
-_USHORTS = {0x00280010: "rows", 0x00280011: "columns", 0x00280100: "bits_allocated", 0x00280002: "samples"}
+_USHORTS = {
+    0x00280002: "samples",
+    0x00280010: "rows",
+    0x00280011: "columns",
+    0x00280100: "bits_allocated",
+    0x00280101: "bits_stored",
+}
+# Image attributes of one value (PS3.3 C.7.6.3): one that holds several contradicts the standard.
+SINGLE_VALUED = {
+    0x00280002: "SamplesPerPixel",
+    0x00280010: "Rows",
+    0x00280011: "Columns",
+    0x00280100: "BitsAllocated",
+    0x00280101: "BitsStored",
+    0x00280102: "HighBit",
+    0x00280103: "PixelRepresentation",
+}
 _NUMBER_OF_FRAMES = 0x00280008
+_PHOTOMETRIC = 0x00280004
 _TAG = struct.Struct("<HH")
 _EXPLICIT_HEAD = struct.Struct("<HH2sH")
 _IMPLICIT_HEAD = struct.Struct("<HHI")
@@ -69,10 +87,15 @@ class Scan:
     columns: int | None = None
     bits_allocated: int | None = None
     samples: int | None = None
+    bits_stored: int | None = None
     frames: str = ""
     pixel_data_bytes: int | None = None  # native Pixel Data's length; None when absent
     fragments: int | None = None  # items in encapsulated Pixel Data (Basic Offset Table included)
+    first_fragment: bytes | None = None  # the start of the first fragment after the Basic Offset Table
+    first_fragment_length: int = 0
+    photometric: str = ""
     float_pixel_data: bool = False
+    value_counts: dict[str, int] = field(default_factory=dict)  # of SINGLE_VALUED attributes that hold != 1
 
 
 def read_meta(path: Path | str) -> Meta | None:
@@ -257,11 +280,16 @@ class _Walker:
                 raise Damaged(f"the encapsulated Pixel Data holds a malformed item at byte {at}")
             if at + 8 + length > len(data):
                 raise Truncated(f"a Pixel Data fragment at byte {at} runs past the end of the file: it is truncated")
+            if count == 1 and depth == 0:
+                self.result.first_fragment = bytes(data[at + 8 : at + 8 + min(length, FIRST_FRAGMENT_HEAD)])
+                self.result.first_fragment_length = length
             count += 1
             at += 8 + length
 
     def note(self, tag: int, start: int, length: int) -> None:
         result = self.result
+        if tag in SINGLE_VALUED and length > 2:  # a US value is 2 bytes
+            result.value_counts[SINGLE_VALUED[tag]] = (length + 1) // 2
         if tag in _UIDS:
             setattr(result, _UIDS[tag], _text(self.data[start : start + length]))
         elif tag in _USHORTS:
@@ -269,6 +297,8 @@ class _Walker:
             setattr(result, _USHORTS[tag], value)
         elif tag == _NUMBER_OF_FRAMES:
             result.frames = _text(self.data[start : start + length])
+        elif tag == _PHOTOMETRIC:
+            result.photometric = _text(self.data[start : start + length])
         elif tag == PIXEL_DATA:
             result.pixel_data_bytes = length
         elif tag in (FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA):

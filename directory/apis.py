@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import mixins, serializers, viewsets
-from rest_framework.decorators import action
+from rest_framework import mixins, viewsets
 from rest_framework.request import Request
-from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from accounts import permissions as perms
@@ -59,7 +56,8 @@ class GatewayViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """A trust's DICOM endpoints: visible to its members, changed by its imaging managers."""
+    """A trust's DICOM endpoints: visible to its members, changed by its imaging managers. The API serves
+    exchange.apis.GatewayViewSet, which adds the live echo (talking to a gateway is exchange's)."""
 
     serializer_class = GatewaySerializer
 
@@ -86,27 +84,6 @@ class GatewayViewSet(
             instance=gateway,
             **serializer.validated_data,
         )
-
-    @extend_schema(
-        request=None,
-        responses=inline_serializer(
-            "EchoResult",
-            {
-                "ok": serializers.BooleanField(),
-                "latency_ms": serializers.FloatField(allow_null=True),
-                "error": serializers.CharField(),
-            },
-        ),
-    )
-    @action(detail=True, methods=["post"])
-    def echo(self, request: Request, pk: str | None = None) -> Response:
-        """C-ECHO (or QIDO-RS ping) now; the result is stored as the gateway's health."""
-        from exchange.services import gateway_echo  # exchange depends on directory, not the reverse
-
-        gateway = self.get_object()
-        perms.require(perms.has_perm_at(request.user, Perm.CHANGE_GATEWAY, gateway.trust_id))
-        result = gateway_echo(gateway=gateway)
-        return Response({"ok": result.ok, "latency_ms": result.latency_ms, "error": result.error})
 
 
 class AgreementViewSet(

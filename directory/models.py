@@ -7,7 +7,15 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from .validators import gateway_consistency_errors, validate_ae_title, validate_ods_code, validate_port
+from .validators import (
+    gateway_consistency_errors,
+    validate_ae_title,
+    validate_dicomweb_password,
+    validate_dicomweb_token,
+    validate_dicomweb_username,
+    validate_ods_code,
+    validate_port,
+)
 
 
 class Trust(models.Model):
@@ -76,9 +84,11 @@ class Gateway(models.Model):
     host = models.CharField(max_length=253, blank=True)
     port = models.PositiveIntegerField(null=True, blank=True, validators=[validate_port])
     dicomweb_url = models.URLField("DICOMweb base URL", blank=True)
-    dicomweb_username = models.CharField(max_length=150, blank=True)
-    dicomweb_password = models.CharField(max_length=256, blank=True)
-    dicomweb_token = models.CharField("DICOMweb bearer token", max_length=2048, blank=True)
+    dicomweb_username = models.CharField(max_length=150, blank=True, validators=[validate_dicomweb_username])
+    dicomweb_password = models.CharField(max_length=256, blank=True, validators=[validate_dicomweb_password])
+    dicomweb_token = models.CharField(
+        "DICOMweb bearer token", max_length=2048, blank=True, validators=[validate_dicomweb_token]
+    )
     verify_tls = models.BooleanField("verify TLS certificates", default=True)
     retrieve_method = models.CharField(max_length=8, choices=RetrieveMethod.choices, default=RetrieveMethod.C_MOVE)
     store_method = models.CharField(max_length=8, choices=StoreMethod.choices, default=StoreMethod.C_STORE)

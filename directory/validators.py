@@ -8,7 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 
-from dicomkit.config import ae_title_problem
+from dicomkit.config import ae_title_problem, credential_problem
 
 validate_ods_code = RegexValidator(
     r"^[A-Z0-9]{3,5}\Z",
@@ -22,6 +22,26 @@ def validate_ae_title(value: str) -> None:
     problem = ae_title_problem(value)
     if problem:
         raise ValidationError(problem, code="invalid_ae_title")
+
+
+def _check_credential(kind: str, value: str) -> None:
+    problem = credential_problem(kind, value)
+    if problem:
+        raise ValidationError(problem, code=f"invalid_dicomweb_{kind}")
+
+
+# Where credentials are entered (form, API, admin): one that cannot go in an HTTP header is refused here,
+# not discovered at the next search as an error that looks like the PACS's.
+def validate_dicomweb_username(value: str) -> None:
+    _check_credential("username", value)
+
+
+def validate_dicomweb_password(value: str) -> None:
+    _check_credential("password", value)
+
+
+def validate_dicomweb_token(value: str) -> None:
+    _check_credential("token", value)
 
 
 def validate_port(value: int) -> None:

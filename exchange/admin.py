@@ -23,7 +23,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(ReceivedInstance)
 class ReceivedInstanceAdmin(ReadOnlyAdmin):
     list_display = ["received_at", "calling_ae", "study_instance_uid", "sop_instance_uid", "size", "duplicate"]
-    list_filter = ["calling_ae", "duplicate"]
+    list_filter = ["calling_ae", "duplicate", ("pixel_warning", admin.EmptyFieldListFilter)]
     search_fields = ["study_instance_uid", "sop_instance_uid", "calling_ae", "job_label"]
     date_hierarchy = "received_at"
 

@@ -6,13 +6,16 @@ from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import permissions as perms
+from accounts.permissions import Perm
 from audit.context import actor_from_request
+from directory import apis as directory_apis
 from directory.models import Trust
 
 from . import services
@@ -58,6 +61,8 @@ SeriesListSerializer = inline_serializer(
 )
 StudyDetailSerializer = inline_serializer("StudyDetail", {**_STUDY_FIELDS, "series": SeriesListSerializer})
 _DATE_PARAMS = {"birth_date", "study_date_from", "study_date_to"}
+# The trust's PACS could not be asked (down, unreachable, or its gateway's settings cannot work).
+GatewayUnavailableSerializer = inline_serializer("GatewayUnavailable", {"detail": serializers.CharField()})
 
 
 class StudyListView(APIView):
@@ -69,7 +74,7 @@ class StudyListView(APIView):
         parameters=[
             OpenApiParameter(name, OpenApiTypes.DATE if name in _DATE_PARAMS else OpenApiTypes.STR) for name in CRITERIA
         ],
-        responses={200: StudyListSerializer},
+        responses={200: StudyListSerializer, 503: GatewayUnavailableSerializer},
     )
     def get(self, request: Request, ods_code: str) -> Response:
         trust = trust_for_study_search(request.user, ods_code)
@@ -91,7 +96,7 @@ class StudyListView(APIView):
 class StudyDetailView(APIView):
     """A study's series with instance counts; viewing it is on the audit trail (110103)."""
 
-    @extend_schema(responses={200: StudyDetailSerializer})
+    @extend_schema(responses={200: StudyDetailSerializer, 503: GatewayUnavailableSerializer})
     def get(self, request: Request, ods_code: str, study_uid: str) -> Response:
         trust = trust_for_study_search(request.user, ods_code)
         try:
@@ -101,3 +106,27 @@ class StudyDetailView(APIView):
         except services.GatewayUnavailable as exc:
             return _unavailable(exc)
         return Response({**row.as_json(), "series": [services.series_json(s) for s in series]})
+
+
+class GatewayViewSet(directory_apis.GatewayViewSet):
+    """directory's gateway endpoints, with the live echo: directory keeps gateways' records, exchange talks
+    to them (docs/architecture.md)."""
+
+    @extend_schema(
+        request=None,
+        responses=inline_serializer(
+            "EchoResult",
+            {
+                "ok": serializers.BooleanField(),
+                "latency_ms": serializers.FloatField(allow_null=True),
+                "error": serializers.CharField(),
+            },
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def echo(self, request: Request, pk: str | None = None) -> Response:
+        """C-ECHO (or QIDO-RS ping) now; the result is stored as the gateway's health."""
+        gateway = self.get_object()
+        perms.require(perms.has_perm_at(request.user, Perm.CHANGE_GATEWAY, gateway.trust_id))
+        result = services.gateway_echo(gateway=gateway)
+        return Response({"ok": result.ok, "latency_ms": result.latency_ms, "error": result.error})

@@ -35,6 +35,11 @@ class ReceivedInstance(models.Model):
     job_id = models.CharField(max_length=64, blank=True)
     job_label = models.CharField(max_length=200, blank=True)
     duplicate = models.BooleanField(default=False, help_text="Identical bytes were already held.")
+    pixel_warning = models.TextField(
+        blank=True,
+        help_text="Stored as received, but its first image frame did not decode with the portal's decoders "
+        "(why); the portal may be unable to show or transcode it.",
+    )
     received_at = models.DateTimeField(db_index=True)
 
     class Meta:

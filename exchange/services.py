@@ -16,10 +16,23 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from audit.codes import Action, EventID, Outcome
+from audit import catalogue
+from audit.codes import Action, ActorType, EventID, Outcome
 from audit.context import SYSTEM, Actor
 from audit.services import record_event
-from dicomkit import Arrival, EchoResult, GatewayError, QuarantineRecord, Series, Study, StudyQuery
+from dicomkit import (
+    Arrival,
+    Caller,
+    ConfigurationError,
+    EchoResult,
+    GatewayError,
+    QuarantineRecord,
+    Refusal,
+    Series,
+    Study,
+    StudyQuery,
+)
+from dicomkit.admission import UNKNOWN_CALLER
 from dicomkit.identity import NHS_ISSUER
 from dicomkit.quarantine import move_record
 from directory.gateways import gateway_client
@@ -136,6 +149,8 @@ def study_search(*, trust: Trust, criteria: dict[str, Any], actor: Actor) -> lis
 def _unavailable_message(trust: Trust, exc: Exception) -> str:
     if isinstance(exc, GatewayUnavailable):
         return str(exc)
+    if isinstance(exc, ConfigurationError):  # our own settings, not the PACS: say who can fix them
+        return f"{exc} An imaging manager of {trust.ods_code} must correct the gateway's settings."
     return f"The PACS of {trust.ods_code} could not be searched just now: {exc}"
 
 
@@ -235,6 +250,39 @@ def _sender_trust(calling_ae: str, peer_address: str = "") -> Trust | None:
     return next(iter(trusts.values())) if len(trusts) == 1 else None
 
 
+def receiver_callers() -> list[Caller]:
+    """Who may call the portal's receiver: every gateway with an AE title and a host, from that host."""
+    gateways = Gateway.objects.exclude(ae_title="").exclude(host="").select_related("trust")
+    return [Caller(g.ae_title, g.host, f"trust {g.trust.ods_code} {g.name}") for g in gateways]
+
+
+@transaction.atomic
+def receiver_refusal_record(refusal: Refusal) -> None:
+    """The receiver's on_refused hook: an unknown caller is a 110113 Security Alert (Node Authentication,
+    outcome 4) for regional administrators, and for the trust whose gateway has that AE title if one does
+    (someone calls in its name from elsewhere, or its PACS moved). Limits reached are logged, not audited."""
+    if refusal.kind != UNKNOWN_CALLER:
+        return
+    named = _sender_trust(refusal.calling_ae)
+    catalogue.RECEIVER_REFUSED.record(
+        actor=Actor(
+            type=ActorType.ANONYMOUS,
+            label=f"DICOM {refusal.calling_ae or '(no AE title)'} at {refusal.address}"[:254],
+            client_ip=refusal.address or None,
+        ),
+        outcome=Outcome.MINOR_FAILURE,
+        trust=named.ods_code if named else "",
+        reason=refusal.reason,
+        detail={
+            "calling_ae": refusal.calling_ae,
+            "called_ae": refusal.called_ae,
+            "peer": refusal.address,
+            "repeats": refusal.repeats,
+            "at": refusal.at.isoformat(),
+        },
+    )
+
+
 def received_instance_record(arrival: Arrival) -> ReceivedInstance:
     """The receiver's on_arrival hook: the instance is on disk; put it on the record."""
     return ReceivedInstance.objects.create(
@@ -253,6 +301,7 @@ def received_instance_record(arrival: Arrival) -> ReceivedInstance:
         job_id=arrival.job_id or "",
         job_label=arrival.job_label[:200],
         duplicate=arrival.duplicate,
+        pixel_warning=arrival.pixel_warning,
         received_at=arrival.received_at,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -10,6 +10,19 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 T = TypeVar("T")
+
+# Primary keys are 64-bit (BigAutoField): a larger number cannot name an object, and SQLite raises
+# OverflowError (a 500) when one reaches a query.
+MAX_OBJECT_ID = 2**63 - 1
+
+
+class ObjectIdField(serializers.IntegerField):
+    """An object's database ID in a request body: 1 to MAX_OBJECT_ID."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_OBJECT_ID)
+        super().__init__(**kwargs)
 
 
 def run_service(service: Callable[..., T], **kwargs: Any) -> T:
@@ -24,3 +37,18 @@ def run_service(service: Callable[..., T], **kwargs: Any) -> T:
             }
             raise serializers.ValidationError(detail) from exc
         raise serializers.ValidationError({"detail": exc.messages}) from exc
+
+
+def choice_param(request: Any, name: str, choices: Iterable[str], *, several: bool = False) -> str:
+    """A filter in the query string limited to `choices` (comma-separated when `several`); else 400.
+
+    A misspelt filter must not answer as if it matched nothing (or everything).
+    """
+    value = request.query_params.get(name, "")
+    if not value:
+        return ""
+    allowed = list(choices)
+    wrong = [part for part in (value.split(",") if several else [value]) if part not in allowed]
+    if wrong:
+        raise serializers.ValidationError({name: f"Choose from {', '.join(allowed)}, not {', '.join(wrong)!r}."})
+    return value

@@ -30,3 +30,22 @@ class RequestIDMiddleware:
             "request", method=request.method, path=request.path, status=response.status_code
         )
         return response
+
+
+class NoStoreMiddleware:
+    """`Cache-Control: no-store` on everything the portal renders, unless a view chose its own caching.
+
+    Staff pages, API answers and share-link pages carry patient data, and browsers and proxies keep
+    cacheable answers on disk. Marking every rendered response is simpler and safer than deciding
+    which ones hold patient data (a token-authenticated API call is only known inside DRF). Static
+    files never reach this middleware: WhiteNoise, ahead of it, answers them with their own caching.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+        return response

@@ -48,7 +48,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "allauth",
@@ -58,6 +57,7 @@ INSTALLED_APPS = [
     "accounts",
     "directory",
     "audit",
+    "auditconsole",
     "exchange",
     "transfers",
     "pulls",
@@ -68,6 +68,8 @@ MIDDLEWARE = [
     "portal.middleware.RequestIDMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portal.middleware.NoStoreMiddleware",
+    "portal.control_chars.ControlCharacterMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -186,20 +188,27 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: a refused token then answers 401 with WWW-Authenticate, as machine clients expect.
         # DRF's TokenAuthentication, putting each token's use (and each refused token) on the audit trail.
-        "audit.authentication.AuditedTokenAuthentication",
+        "accounts.authentication.AuditedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "portal.schema.PortalAutoSchema",
     "DEFAULT_THROTTLE_RATES": {"anon": "60/min"},
 }
+# API tokens (accounts.tokens): hashed, expiring, listed and revocable at /account/tokens/ and /api/v1/tokens/.
+API_TOKEN_DEFAULT_DAYS = env.int("API_TOKEN_DEFAULT_DAYS", default=90)
+API_TOKEN_MAX_DAYS = env.int("API_TOKEN_MAX_DAYS", default=365)
+if not 1 <= API_TOKEN_DEFAULT_DAYS <= API_TOKEN_MAX_DAYS:
+    raise ImproperlyConfigured("API_TOKEN_DEFAULT_DAYS must be between 1 and API_TOKEN_MAX_DAYS.")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Regional Image Exchange Portal API",
     "DESCRIPTION": "Push, request and share DICOM studies between NHS trusts (SPEC section 7).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema maps every endpoint and parameter: for signed-in staff and API clients only.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
     # Served from our own static files: no CDN, and nothing the Content-Security-Policy must allow.
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -234,6 +243,26 @@ DICOM_AE_TITLE = env.str("DICOM_AE_TITLE", default="IEP_PORTAL")
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 if not 1 <= DICOM_PORT <= 65535:
     raise ImproperlyConfigured(f"DICOM_PORT must be 1-65535, not {DICOM_PORT}.")
+# The receiver (docs/receiver.md): only gateways in the directory may call it, from their hosts; it holds
+# at most MAX_ASSOCIATIONS associations, MAX_PER_PEER of them for one caller (at least the largest gateway
+# max_concurrency that retrieves by C-MOVE: each C-MOVE brings one association), ends associations idle
+# for IDLE_TIMEOUT seconds, and re-reads the directory every ALLOW_LIST_REFRESH seconds (and at once when
+# a caller it does not know calls, so a gateway just registered gets in on its first try).
+DICOM_RECEIVER_MAX_ASSOCIATIONS = env.int("DICOM_RECEIVER_MAX_ASSOCIATIONS", default=50)
+DICOM_RECEIVER_MAX_PER_PEER = env.int("DICOM_RECEIVER_MAX_PER_PEER", default=10)
+DICOM_RECEIVER_IDLE_TIMEOUT = env.float("DICOM_RECEIVER_IDLE_TIMEOUT", default=60.0)
+DICOM_RECEIVER_ALLOW_LIST_REFRESH = env.float("DICOM_RECEIVER_ALLOW_LIST_REFRESH", default=30.0)
+# Try to decode the first compressed frame of each arrival and flag the ones our decoders cannot decode
+# (stored all the same): a few to tens of milliseconds a compressed frame; off to save that CPU.
+DICOM_RECEIVER_DECODE_CHECK = env.bool("DICOM_RECEIVER_DECODE_CHECK", default=True)
+if not 1 <= DICOM_RECEIVER_MAX_PER_PEER <= DICOM_RECEIVER_MAX_ASSOCIATIONS <= 1000:
+    raise ImproperlyConfigured(
+        "DICOM_RECEIVER_MAX_PER_PEER must be at least 1 and at most DICOM_RECEIVER_MAX_ASSOCIATIONS (at most 1000)."
+    )
+if DICOM_RECEIVER_IDLE_TIMEOUT < 5 or not 1 <= DICOM_RECEIVER_ALLOW_LIST_REFRESH <= 3600:
+    raise ImproperlyConfigured(
+        "DICOM_RECEIVER_IDLE_TIMEOUT must be at least 5 s, DICOM_RECEIVER_ALLOW_LIST_REFRESH 1-3600 s."
+    )
 
 # Email: EMAIL_URL (e.g. smtp+tls://user:pass@host:587) or the usual EMAIL_*; console when unset.
 if env.str("EMAIL_URL", default=""):
@@ -291,7 +320,12 @@ CELERY_TIMEZONE = TIME_ZONE
 # A transfer's status is not a gateway's: name both enums in the OpenAPI schema (else a warning, and
 # `check --deploy --fail-level WARNING` fails).
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
-    {"TransferStatusEnum": "transfers.models.Status", "GatewayStatusEnum": "directory.models.Gateway.Status"}
+    {
+        "TransferStatusEnum": "transfers.models.Status",
+        "GatewayStatusEnum": "directory.models.Gateway.Status",
+        "ServiceAccountRoleEnum": "accounts.roles.SERVICE_ACCOUNT_ROLE_CHOICES",
+        "RoleEnum": "accounts.roles.Role",
+    }
 )
 # Transfers (transfers/): urgent and trauma work has its own queue so routine backlogs never delay it.
 CELERY_TASK_ROUTES = {"transfers.run_transfer": {"queue": "routine"}, "transfers.sweep_stalled": {"queue": "routine"}}
@@ -349,10 +383,19 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
 X_FRAME_OPTIONS = "DENY"
-if env.bool("BEHIND_TLS_PROXY", default=False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # How many proxies in front of us append to X-Forwarded-For; 0 means trust only REMOTE_ADDR.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT must be 0 or more, not {TRUSTED_PROXY_COUNT}.")
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    # Behind a proxy every request comes from the proxy's address: without the count, share-link guess
+    # limits, sign-in lockouts and audit addresses would all apply to the proxy, i.e. to everyone at once.
+    if "TRUSTED_PROXY_COUNT" not in env.ENVIRON or TRUSTED_PROXY_COUNT < 1:
+        raise ImproperlyConfigured(
+            "BEHIND_TLS_PROXY is set: set TRUSTED_PROXY_COUNT to the number of proxies in front of the portal "
+            "that append to X-Forwarded-For (1 for a single TLS-terminating proxy)."
+        )
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {

@@ -19,15 +19,17 @@ from django.utils import timezone
 
 from accounts import permissions as perms
 from audit import catalogue
-from audit.codes import ActorType, Outcome
+from audit.codes import ActorType
 from audit.context import Actor, system_actor
 from dicomkit import GatewayClient, RetrievedInstance, StudyQuery
 from dicomkit.identity import NHS_ISSUER
 from dicomkit.spool import sha256_of
 from directory.models import Trust
+from portal.enqueue import enqueue_after_commit
+from transfers import completion
 from transfers.models import InstanceState, Status, Transfer, TransferInstance
 
-from . import rewrite
+from . import rewrite, tasks
 from .models import HoldReason, StudyReconciliation
 from .models import Outcome as Filed
 
@@ -238,12 +240,22 @@ def wait_for_reconciliation(transfer: Transfer, owner: str) -> bool:
     return True
 
 
-def transfer_finished(transfer_id: int) -> None:
-    """After a transfer has ended: tell whoever asked for it (pulls) that the images arrived."""
-    from pulls.services import request_notify_arrival  # pulls depends on transfers, not the reverse
+class ArrivalReconciliation:
+    """The engine's stage (transfers.stages) that reconciles each batch on its way to the destination."""
 
-    if Transfer.objects.filter(pk=transfer_id, status__in=(Status.COMPLETED, Status.COMPLETED_WITH_ERRORS)).exists():
-        request_notify_arrival(transfer_id)
+    def prepare_batch(
+        self, transfer: Transfer, destination: GatewayClient, batch: list[RetrievedInstance]
+    ) -> list[RetrievedInstance]:
+        return prepare_batch(transfer, destination, batch)
+
+    def holds_back(self, transfer: Transfer, owner: str) -> bool:
+        return wait_for_reconciliation(transfer, owner)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ArrivalReconciliation)
+
+    def __hash__(self) -> int:
+        return hash(ArrivalReconciliation)
 
 
 # --- resolution by an imaging manager -------------------------------------------------------------
@@ -306,15 +318,13 @@ def reconciliation_resolve(
         },
     )
     if item.transfer.status == Status.AWAITING_RECONCILIATION:
-        item_id, queue = item.pk, item.transfer.queue
-        transaction.on_commit(lambda: _enqueue_forward(item_id, queue))
+        _enqueue_forward(item.pk, item.transfer.queue)
     return item
 
 
 def _enqueue_forward(item_id: int, queue: str) -> None:
-    from .tasks import forward_held
-
-    forward_held.apply_async((item_id,), queue=queue)
+    """Forward a resolved study on its transfer's queue, once the caller's transaction has committed."""
+    enqueue_after_commit(tasks.forward_held, item_id, queue=queue)
 
 
 # --- forwarding what was held ---------------------------------------------------------------------
@@ -375,7 +385,7 @@ def reconciliation_forward(item_id: int, client: GatewayClient) -> int:
     for uid in stored:
         if uid in listed:
             (folder / f"{uid}.dcm").unlink(missing_ok=True)
-    _finish_if_nothing_waits(transfer.pk)
+    completion.transfer_complete(transfer.pk)  # once nothing of it waits any more
     return sum(1 for uid in stored if uid in listed)
 
 
@@ -383,35 +393,3 @@ def raise_transient(message: str) -> None:
     from dicomkit import GatewayError
 
     raise GatewayError(message or "the destination refused for now; trying again", permanent=False)
-
-
-def _finish_if_nothing_waits(transfer_id: int) -> None:
-    from transfers.engine import record_completion  # the engine's own 110104 record
-
-    with transaction.atomic():
-        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
-        if transfer.status != Status.AWAITING_RECONCILIATION:
-            return
-        states = list(transfer.instances.values_list("state", flat=True))
-        if InstanceState.HELD in states:
-            return
-        counts = {
-            "total": len(states),
-            "stored": states.count(InstanceState.STORED),
-            "failed": states.count(InstanceState.FAILED),
-        }
-        failed = transfer.instances.filter(state=InstanceState.FAILED)
-        transfer.errors = [e for e in transfer.errors if "sop_instance_uid" not in e] + [
-            {"sop_instance_uid": uid, "study_instance_uid": study, "error": error}
-            for uid, study, error in failed.values_list("sop_instance_uid", "study_instance_uid", "last_error")[:200]
-        ]
-        if not transfer.errors:
-            transfer.status, outcome = Status.COMPLETED, Outcome.SUCCESS
-        elif counts["stored"]:
-            transfer.status, outcome = Status.COMPLETED_WITH_ERRORS, Outcome.MINOR_FAILURE
-        else:
-            transfer.status, outcome = Status.FAILED, Outcome.SERIOUS_FAILURE
-        transfer.completed_at = timezone.now()
-        transfer.save(update_fields=["status", "errors", "completed_at"])
-        record_completion(transfer, outcome, counts)
-    transfer_finished(transfer_id)

@@ -32,8 +32,9 @@ from audit.context import Actor, system_actor
 from dicomkit import GatewayClient, GatewayError
 from directory.gateways import gateway_client
 from directory.models import Gateway, Trust
+from portal.enqueue import enqueue_after_commit
 
-from . import sr, staging, tokens
+from . import sr, staging, tasks, tokens
 from .models import Filing, SecondOpinion, ShareLink
 
 log = structlog.get_logger(__name__)
@@ -90,7 +91,7 @@ def _validated(trust: Trust, *, recipient_email: str, recipient_name: str, purpo
     if not purpose:
         errors["purpose"] = "Say why the consultant needs these images (it goes on the audit trail)."
     try:
-        hours_int = int(hours)
+        hours_int = int(hours)  # type: ignore[call-overload]  # any input: what int() refuses is caught
     except (TypeError, ValueError):
         hours_int = 0
     if not 1 <= hours_int <= trust.share_link_max_hours:
@@ -145,14 +146,12 @@ def share_link_create(
     )
     url = link_url(token)
     transaction.on_commit(lambda: _send_link_email(link, url))
-    transaction.on_commit(lambda: _enqueue_staging(link.pk))
+    _enqueue_staging(link.pk)
     return link, url
 
 
 def _enqueue_staging(link_id: int) -> None:
-    from .tasks import stage_share_link
-
-    stage_share_link.delay(link_id)
+    enqueue_after_commit(tasks.stage_share_link, link_id)
 
 
 def _send_link_email(link: ShareLink, url: str) -> None:
@@ -260,7 +259,7 @@ def opinion_submit(
         detail={"what": "opinion", "share_link": link.pk, "opinion": opinion.pk},
     )
     transaction.on_commit(lambda: _notify_opinion(opinion))
-    transaction.on_commit(lambda: _enqueue_filing(opinion.pk))
+    _enqueue_filing(opinion.pk)
     return opinion
 
 
@@ -300,9 +299,7 @@ def _an_instance_of(folder: Path, study_uid: str) -> pydicom.Dataset | None:
 
 
 def _enqueue_filing(opinion_id: int) -> None:
-    from .tasks import file_second_opinion
-
-    file_second_opinion.delay(opinion_id)
+    enqueue_after_commit(tasks.file_second_opinion, opinion_id)
 
 
 def opinion_recipients(link: ShareLink) -> list[str]:

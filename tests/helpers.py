@@ -10,7 +10,6 @@ import pytest
 from allauth.account.models import EmailAddress
 from allauth.mfa.totp.internal.auth import TOTP
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from accounts.models import Membership, User
@@ -67,10 +66,23 @@ def signed_in(user: User) -> Client:
     return client
 
 
-def api_as(user: User, *, token: bool = False) -> APIClient:
+def make_token(user: User, **kwargs: object) -> str:
+    """A new API token's key, made as the token page makes one."""
+    from accounts.tokens import api_token_create
+    from audit.context import SYSTEM
+
+    kwargs.setdefault("expires_in_days", None)
+    _token, key = api_token_create(
+        user=user, name=kwargs.pop("name", "test client"), created_by=user, actor=SYSTEM, **kwargs
+    )
+    return key
+
+
+def api_as(user: User, *, token: bool | str = False) -> APIClient:
+    """An API client: signed in as a browser would be, or sending a token (a new one, or the key given)."""
     client = APIClient()
     if token:
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token if isinstance(token, str) else make_token(user)}")
     else:
         client.force_login(user)
     return client

@@ -10,16 +10,19 @@ from rest_framework.response import Response
 
 from accounts import permissions as perms
 from audit.context import actor_from_request
-from portal.api import run_service
+from portal.api import choice_param, run_service
 
 from . import selectors, services
+from .models import Status
 from .serializers import BulkChangeSerializer, OperationsSerializer, TransferSerializer
+
+DIRECTIONS = ["incoming", "outgoing"]
 
 
 @extend_schema_view(
     list=extend_schema(
         parameters=[
-            OpenApiParameter("direction", str, enum=["incoming", "outgoing"]),
+            OpenApiParameter("direction", str, enum=DIRECTIONS),
             OpenApiParameter("status", str, description="one status, or several separated by commas"),
         ]
     )
@@ -32,9 +35,10 @@ class TransferViewSet(
     serializer_class = TransferSerializer
 
     def get_queryset(self):
-        params = self.request.query_params
         return selectors.transfer_list(
-            user=self.request.user, direction=params.get("direction", ""), status=params.get("status", "")
+            user=self.request.user,
+            direction=choice_param(self.request, "direction", DIRECTIONS),
+            status=choice_param(self.request, "status", Status.values, several=True),
         )
 
     def perform_create(self, serializer: TransferSerializer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from directory.serializers import TrustField
+from portal.api import ObjectIdField
 
 from .models import Priority, Transfer
 
@@ -81,4 +82,4 @@ class OperationsSerializer(serializers.Serializer):
 
 class BulkChangeSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=["cancel", "retry"])
-    transfers = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=200)
+    transfers = serializers.ListField(child=ObjectIdField(), allow_empty=False, max_length=200)

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.utils import timezone
 
 from accounts import permissions as perms
 from audit import catalogue
@@ -18,6 +17,7 @@ from audit.services import record_event
 from directory.models import Gateway, Trust
 from directory.services import agreement_allows
 
+from . import completion, tasks
 from .models import FINISHED, RETRYABLE, InstanceState, Priority, Status, Transfer
 
 MAX_STUDIES = 100
@@ -101,7 +101,7 @@ def transfer_create(
         reason=reason,
         detail={"transfer": transfer.pk, "priority": priority},
     )
-    _enqueue_on_commit(transfer)
+    tasks.enqueue(transfer.pk, transfer.queue)  # once this transaction has committed
     return transfer
 
 
@@ -113,9 +113,7 @@ def transfer_cancel(*, transfer: Transfer, user, actor: Actor | None = None) -> 
         raise PermissionDenied("Only whoever asked for this transfer, or an imaging manager, may cancel it.")
     if transfer.status in FINISHED:
         raise ValidationError({"detail": f"The transfer has already ended ({transfer.get_status_display()})."})
-    transfer.status = Status.CANCELLED
-    transfer.completed_at = timezone.now()
-    transfer.save(update_fields=["status", "completed_at"])
+    completion.transfer_cancel(transfer)
     _record_change(transfer, user, actor, "cancelled")
     return transfer
 
@@ -156,7 +154,7 @@ def transfer_retry(*, transfer: Transfer, user, actor: Actor | None = None) -> T
         study_uids=transfer.study_instance_uids,
         detail={"transfer": transfer.pk, "retry": True},
     )
-    _enqueue_on_commit(transfer)
+    tasks.enqueue(transfer.pk, transfer.queue)  # once this transaction has committed
     return transfer
 
 
@@ -170,13 +168,6 @@ def _record_change(transfer: Transfer, user, actor: Actor | None, change: str) -
         study_uids=transfer.study_instance_uids,
         detail={"transfer": transfer.pk, "change": change},
     )
-
-
-def _enqueue_on_commit(transfer: Transfer) -> None:
-    from .tasks import enqueue
-
-    transfer_id, queue = transfer.pk, transfer.queue
-    transaction.on_commit(lambda: enqueue(transfer_id, queue))
 
 
 BULK_ACTIONS = {"cancel": transfer_cancel, "retry": transfer_retry}
@@ -231,5 +222,5 @@ def transfer_create_for_request(
         reason=reason,
         requested_by=requested_by,
     )
-    _enqueue_on_commit(transfer)
+    tasks.enqueue(transfer.pk, transfer.queue)  # once this transaction has committed
     return transfer

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from dicomkit import GatewayError
+from portal.enqueue import enqueue_after_commit
 
 from . import engine
 from .models import ACTIVE, Status, Transfer
@@ -22,7 +23,8 @@ SLOT_WAIT_SECONDS = 1.0  # before asking again for a slot on a gateway at its ma
 
 
 def enqueue(transfer_id: int, queue: str) -> None:
-    run_transfer.apply_async((transfer_id,), queue=queue)
+    """Run the transfer on its priority's queue, once the caller's transaction (if any) has committed."""
+    enqueue_after_commit(run_transfer, transfer_id, queue=queue)
 
 
 @shared_task(

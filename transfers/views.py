@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from accounts import permissions as perms
 from audit.context import actor_from_request
 from exchange.apis import trust_for_study_search
+from portal.api import MAX_OBJECT_ID
 from portal.forms import add_service_errors
 
 from . import selectors, services
@@ -141,6 +142,7 @@ def transfer_operations(request: HttpRequest) -> HttpResponse:
 
 def _ids(values: list[str]) -> list[int] | None:
     try:
-        return [int(v) for v in values]
+        ids = [int(v) for v in values]
     except ValueError:
         return None
+    return ids if all(1 <= i <= MAX_OBJECT_ID for i in ids) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import time
 
@@ -9,7 +10,6 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from accounts.middleware import SIGNED_IN_AT
 from audit.models import AuditEvent
@@ -191,10 +191,11 @@ def test_an_invited_user_sets_a_password_by_email_then_must_enrol(rita, trust_a,
 
 
 def test_drf_create_token_works_with_an_email(alice):
-    call_command("drf_create_token", alice.email)
+    out = io.StringIO()
+    call_command("drf_create_token", alice.email, stdout=out)
 
-    token = Token.objects.get(user=alice)
-    client = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+    key = out.getvalue().split()[2]  # "Generated token <key> for user <email>", as DRF's own command prints
+    client = Client(HTTP_AUTHORIZATION=f"Token {key}")
     me = client.get("/api/v1/me/").json()
     assert me["email"] == alice.email
     assert me["memberships"] == [{"trust": "RAA", "trust_name": "Alpha Hospitals", "role": "clinician"}]

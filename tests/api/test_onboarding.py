@@ -89,8 +89,10 @@ def test_me_lists_memberships_and_lists_are_paginated(alice):
     assert set(trusts) == {"count", "next", "previous", "results"}
 
 
-def test_anonymous_callers_get_401_and_the_schema_documents_the_contract(client):
+def test_anonymous_callers_get_401_and_the_schema_documents_the_contract(client, alice):
     assert client.get("/api/v1/trusts/").status_code == 401
+    assert client.get("/api/schema/").status_code == 401  # the map of the API is for signed-in callers
+    client.force_login(alice)
     schema = client.get("/api/schema/")
     assert schema.status_code == 200
     body = schema.content.decode()

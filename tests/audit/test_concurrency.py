@@ -117,10 +117,11 @@ def test_twenty_parallel_api_requests_leave_an_intact_chain(live_server, setting
     """Real requests through the live server, each recording its token's use and the user's own work."""
     require_postgres()  # the live server shares one connection per thread only with PostgreSQL
     import requests
-    from rest_framework.authtoken.models import Token
+
+    from tests.helpers import make_token
 
     settings.AUDIT_TOKEN_USE_INTERVAL = 0
-    keys = [Token.objects.get_or_create(user=user)[0].key for user in (alice, bob, ada, rita)]
+    keys = [make_token(user) for user in (alice, bob, ada, rita)]
     before = AuditEvent.objects.count()
     barrier = threading.Barrier(WRITERS)
     statuses: list[int] = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from audit import catalogue
 from audit.codes import ActorType, EventID, EventType, LocalEventType
@@ -18,7 +17,7 @@ from audit.services import verify_chain
 from directory.models import Gateway, SharingAgreement, Trust
 from tests.accounts.test_sign_in import sign_in
 from tests.audit.conftest import PATIENT, STUDY, events, last_event
-from tests.helpers import api_as, signed_in
+from tests.helpers import api_as, make_token, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -65,8 +64,8 @@ def test_a_wrong_second_factor_is_recorded(alice):
 
 def test_api_token_use_is_recorded_once_per_token_per_interval(alice, settings):
     settings.AUDIT_TOKEN_USE_INTERVAL = 900
-    client = api_as(alice, token=True)
-    key = Token.objects.get(user=alice).key
+    key = make_token(alice)
+    client = api_as(alice, token=key)
 
     for _ in range(3):
         assert client.get("/api/v1/me/").status_code == 200
@@ -117,13 +116,14 @@ def test_a_deactivated_users_token_is_refused_and_recorded(alice):
 
 
 def test_work_done_with_a_token_names_the_token(rita, trust_a):
-    client = api_as(rita, token=True)
+    key = make_token(rita)
+    client = api_as(rita, token=key)
 
     client.post("/api/v1/trusts/", {"ods_code": "RCC", "name": "Gamma"}, format="json")
 
     change = events(event_id=EventID.SECURITY_ALERT)[-1]
     assert change.actor_type == ActorType.API_TOKEN
-    assert change.actor_ref == token_fingerprint(Token.objects.get(user=rita).key)
+    assert change.actor_ref == token_fingerprint(key)
 
 
 # --- the directory ----------------------------------------------------------------------------------

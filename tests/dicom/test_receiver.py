@@ -201,3 +201,47 @@ def test_within_one_move_job_a_repeat_is_kept_once_and_other_content_is_quaranti
     assert not result.ok and result.status == DUPLICATE_CONFLICT
     (kept,) = (tmp_path / "job").rglob("*.dcm")
     assert dataset_sha256(kept) == dataset_sha256(path)
+
+
+def test_an_instance_the_checks_cannot_read_is_quarantined_not_answered_out_of_resources(
+    receiver: StorageReceiver, recorder: Recorder, tmp_path: Path
+) -> None:
+    """Rows read as many values made the checks raise; the sender got 0xA700 and retried for ever."""
+    from pydicom.data import get_testdata_file
+
+    source = Path(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
+    bad = badfiles.with_element_length(source, tmp_path / "rows.dcm", (0x0028, 0x0010), 0xFFFF)
+    sop = str(read_file_meta_info(bad).MediaStorageSOPInstanceUID)
+    (result,) = send(receiver, bad)
+    assert not result.ok and result.status != 0xA700 and result.permanent
+    record = sidecar_for(receiver, sop)
+    assert "Rows" in str(record["reason"])
+    assert Path(str(record["path"])).read_bytes()[-1000:] == bad.read_bytes()[-1000:]
+    assert any(q.sop_instance_uid == sop for q in recorder.quarantined)
+
+
+def test_an_image_our_decoders_cannot_decode_is_stored_as_sent_and_flagged(
+    receiver: StorageReceiver, recorder: Recorder, tmp_path: Path
+) -> None:
+    """pydicom's JPEG-lossy.dcm is a real 12-bit JPEG that libjpeg and Pillow here refuse: never dropped."""
+    from pydicom.data import get_testdata_file
+
+    source = Path(get_testdata_file("JPEG-lossy.dcm"))
+    lossy = tmp_path / "lossy.dcm"
+    lossy.write_bytes(badfiles.renamed(source.read_bytes(), source))
+    sop = str(read_file_meta_info(lossy).MediaStorageSOPInstanceUID)
+    (result,) = send(receiver, lossy)
+    assert result.ok
+    (arrival,) = recorder.arrivals_for(sop)
+    assert "did not decode with the portal's decoders" in arrival.pixel_warning
+    assert dataset_sha256(arrival.path) == dataset_sha256(lossy)
+
+
+def test_a_frame_header_bit_flip_is_quarantined(receiver: StorageReceiver, tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    bad = badfiles.flipped_in_first_frame(Path(get_testdata_file("MR_small_RLE.dcm")), tmp_path / "rle.dcm", 0, 0)
+    sop = str(read_file_meta_info(bad).MediaStorageSOPInstanceUID)
+    (result,) = send(receiver, bad)
+    assert not result.ok and result.status == DATASET_MISMATCH
+    assert "segments" in str(sidecar_for(receiver, sop)["reason"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,56 @@ def test_a_birth_date_conflict_is_held_not_filed(transfer_worker, region, pacs_p
     assert item.hold_reason == "birth_date_conflict" and "19810203" in item.detail
     assert [c["patient_id"] for c in item.candidates] == ["RBB7770003"]
     assert held_at(b, study_uid) == []
+
+
+def sent_emails(log: str) -> list[tuple[str, str]]:
+    """(recipient, subject) of each message the worker's console email backend wrote to its log."""
+    sent = []
+    for block in log.split("-" * 79):
+        headers = dict(
+            line.split(": ", 1) for line in block.strip().splitlines() if line.startswith(("To: ", "Subject: "))
+        )
+        if "To" in headers and "Subject" in headers:
+            sent.append((headers["To"], headers["Subject"]))
+    return sent
+
+
+def test_a_push_that_waited_for_reconciliation_tells_the_requester_and_the_managers_once(
+    transfer_worker, region, pacs_pair, alice, bea, tmp_path: Path
+):
+    a, _ = pacs_pair
+    stranger = patient(801, local_id="RAA5550008", issuer="RAA_MRN")  # unknown at B: held for a person
+    study = make_study(tmp_path / "a", modality="CT", n_instances=3, patient=stranger, nhs_store="other-ids", seed=801)
+    a.upload(study)
+    body = {
+        "source_trust": "RAA",
+        "destination_trust": "RBB",
+        "study_instance_uids": [study[0].parent.name],
+        "priority": "urgent",
+        "reason": "Second opinion on a CT head",
+    }
+    transfer_id = api_as(alice).post("/api/v1/transfers/", body, format="json").json()["id"]
+    wait_for(
+        lambda: Transfer.objects.filter(pk=transfer_id, status="awaiting_reconciliation").exists(),
+        transfer_worker,
+        what="the transfer to wait for reconciliation",
+    )
+    item = StudyReconciliation.objects.get(transfer_id=transfer_id)
+    resolved = api_as(bea).post(
+        f"/api/v1/reconciliation/{item.pk}/resolve/", {"patient_id": "RBB0000081"}, format="json"
+    )
+    assert resolved.status_code == 200, resolved.json()
+    transfer = wait_for(lambda: finished(transfer_id), transfer_worker)
+    assert transfer.status == "completed", (transfer.errors, transfer_worker.log()[-4000:])
+
+    # As a direct push (tests/transfers/test_worker.py): the requester hears how it went, the destination's
+    # imaging managers that images arrived for them to file; each message once.
+    expected = [
+        ("alice@a.example", f"[Image Exchange] Transfer {transfer_id} completed (RAA to RBB)"),
+        ("bea@b.example", f"[Image Exchange] Images arrived from RAA: transfer {transfer_id}"),
+    ]
+    wait_for(lambda: set(expected) <= set(sent_emails(transfer_worker.log())), transfer_worker, what="the emails")
+    time.sleep(1)  # a second message would be sent at once, after the same commit
+    about_it = [m for m in sent_emails(transfer_worker.log()) if f"transfer {transfer_id}" in m[1].lower()]
+    assert sorted(about_it) == expected
+    assert AuditEvent.objects.filter(event_id="110104", detail__transfer=transfer_id).count() == 1

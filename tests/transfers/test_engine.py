@@ -23,6 +23,7 @@ from directory.models import SharingAgreement
 from exchange.models import QuarantinedInstance
 from tests.helpers import api_as
 from transfers import engine, services
+from transfers.engine import lease, ledger, pipeline, plan
 from transfers.models import InstanceState, Status, Transfer
 
 from .peers import orthanc_gateway, sop_uids_held
@@ -184,7 +185,7 @@ def test_cancelling_mid_transfer_stops_sending_and_records_what_arrived(
 ):
     settings.TRANSFER_STORE_STREAMS = streams
     transfer = push(alice, trust_a, trust_b, ct_study.uid)
-    real_mark_stored = engine._mark_stored
+    real_mark_stored = ledger.mark_stored
     recorded: list[int] = []
 
     def cancel_after_first_batch(transfer_, sent, results):
@@ -196,8 +197,8 @@ def test_cancelling_mid_transfer_stops_sending_and_records_what_arrived(
 
     # Cancelled from the engine's own thread, the one that uses the database, once a batch is recorded;
     # small batches, so that what can be in flight then is less than the study.
-    monkeypatch.setattr(engine, "_mark_stored", cancel_after_first_batch)
-    monkeypatch.setattr(engine, "BATCH_SIZE", 4)
+    monkeypatch.setattr(ledger, "mark_stored", cancel_after_first_batch)
+    monkeypatch.setattr(pipeline, "BATCH_SIZE", 4)
     assert engine.run(transfer.pk, owner="test") == "stopped"
 
     transfer.refresh_from_db()
@@ -317,8 +318,8 @@ def test_a_pass_cut_short_before_the_source_was_listed_loses_nothing_on_resume(
 
     clients.source.find_instances = slow_listing
     clients.destination.store = store_once_then_die
-    monkeypatch.setattr(engine, "BATCH_SIZE", 4)
-    monkeypatch.setattr(engine._Planner, "record", lambda self: None)  # died before it could
+    monkeypatch.setattr(pipeline, "BATCH_SIZE", 4)
+    monkeypatch.setattr(plan.Planner, "record", lambda self: None)  # died before it could
     with pytest.raises(_WorkerKilled):
         engine.run(transfer.pk, owner="worker-1", clients=clients)
     monkeypatch.undo()
@@ -455,9 +456,9 @@ def test_a_transfer_whose_agreement_was_withdrawn_while_queued_sends_nothing(
 def test_withdrawing_the_agreement_mid_transfer_stops_the_sending(
     region, clean_b, pacs_pair, ct_study, alice, trust_a, trust_b, monkeypatch
 ):
-    monkeypatch.setattr(engine, "BATCH_SIZE", 4)
-    monkeypatch.setattr(engine, "BEAT_SECONDS", 0)  # every batch looks at the agreement
-    real_only_of_study = engine._only_of_study
+    monkeypatch.setattr(pipeline, "BATCH_SIZE", 4)
+    monkeypatch.setattr(lease, "BEAT_SECONDS", 0)  # every batch looks at the agreement
+    real_only_of_study = pipeline.only_of_study
     batches: list[int] = []
 
     def withdrawn_after_two_batches(transfer, source, study_uid, batch):
@@ -467,7 +468,7 @@ def test_withdrawing_the_agreement_mid_transfer_stops_the_sending(
                 SharingAgreement.objects.update(active=False)
         return real_only_of_study(transfer, source, study_uid, batch)
 
-    monkeypatch.setattr(engine, "_only_of_study", withdrawn_after_two_batches)
+    monkeypatch.setattr(pipeline, "only_of_study", withdrawn_after_two_batches)
     transfer = push(alice, trust_a, trust_b, ct_study.uid)
 
     with pytest.raises(engine.AgreementWithdrawn):

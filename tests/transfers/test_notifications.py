@@ -40,7 +40,7 @@ def transfer(alice, bea, trust_a, trust_b, cget_gateway_a, cget_gateway_b, agree
 
 def finish(transfer: Transfer, capture) -> str:
     with capture(execute=True):
-        return engine._finish(transfer, "w")
+        return engine.finish(transfer, "w")
 
 
 def to(address: str) -> list[mail.EmailMessage]:
@@ -92,7 +92,7 @@ def test_no_email_for_a_cancelled_transfer_or_before_the_change_commits(
     transfer, alice, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        engine._finish(transfer, "w")
+        engine.finish(transfer, "w")
     assert mail.outbox == [] and len(callbacks) == 1  # sent only once the final state is committed
     mail.outbox.clear()
 

@@ -3,9 +3,7 @@
 from django.core.management.base import CommandError
 
 from accounts.models import User
-from directory.demo import DEMO_EMAIL_DOMAIN, current_totp, demo_totp_secret
-
-from ._demo_only import DemoOnlyCommand
+from directory.demo import DEMO_EMAIL_DOMAIN, DemoOnlyCommand, current_totp, demo_totp_secret
 
 
 class Command(DemoOnlyCommand):

@@ -9,11 +9,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
+from audit.codes import ActorType, EventID, Outcome, display
+from audit.exports import FORMATS
+from audit.models import AuditAlert, AuditEvent
 from dicomkit import nhs
 
-from .codes import ActorType, EventID, Outcome, display
-from .exports import FORMATS
-from .models import AuditAlert, AuditEvent
 from .selectors import EventFilters
 
 UID_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -174,7 +174,11 @@ class VerificationSerializer(serializers.Serializer):
 
 class VerifyRequestSerializer(serializers.Serializer):
     from_seq = serializers.IntegerField(
-        required=False, min_value=1, default=1, help_text="Verify from this event on (1: the whole chain)."
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        default=1,
+        help_text="Verify from this event on (1: the whole chain).",
     )
     since_last_digest = serializers.BooleanField(
         required=False,

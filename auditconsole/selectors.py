@@ -19,9 +19,8 @@ from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
 from accounts import permissions as perms
-
-from .codes import EventID, EventType, Outcome
-from .models import AuditAlert, AuditEvent
+from audit.codes import EventID, EventType, Outcome
+from audit.models import AuditAlert, AuditEvent
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500

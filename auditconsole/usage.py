@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from . import catalogue
-from .context import actor_from_request
-from .models import AuditEvent
+from audit import catalogue
+from audit.context import actor_from_request
+from audit.models import AuditEvent
+from audit.services import ChainReport
+
 from .selectors import EventFilters
-from .services import ChainReport
 
 
 def _about(filters: EventFilters) -> dict:
@@ -53,7 +54,7 @@ def run_verification(request: HttpRequest, *, from_seq: int = 1, since_last_dige
     The whole chain by default (about 30,000 events a second); `since_last_digest` walks only what was
     added since the last daily digest. Either way the database is checked against every digest file.
     """
-    from .digest import record_verification, verify_anchored
+    from audit.digest import record_verification, verify_anchored
 
     verification = verify_anchored(since_last_digest=since_last_digest, from_seq=from_seq)
     return record_verification(verification, actor=actor_from_request(request))

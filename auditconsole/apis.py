@@ -18,9 +18,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts import permissions as perms
+from audit import alerts, exports
+from audit.models import AuditAlert
 
-from . import alerts, exports, selectors
-from .models import AuditAlert
+from . import selectors
 from .serializers import (
     AcknowledgeSerializer,
     AuditAlertSerializer,
@@ -187,7 +188,7 @@ class AuditAlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         perms.require(perms.may_acknowledge_alert(request.user, alert), "Only the trust's IG officers acknowledge it.")
         body = AcknowledgeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        from .context import actor_from_request
+        from audit.context import actor_from_request
 
         alerts.acknowledge(
             alert=alert, user=request.user, note=body.validated_data["note"], actor=actor_from_request(request)

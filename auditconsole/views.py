@@ -10,17 +10,18 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_safe
 
 from accounts import permissions as perms
+from audit import alerts, exports, tasks
+from audit.codes import ActorType, EventID, LocalEventType, Outcome
+from audit.context import actor_from_request
+from audit.models import AuditAlert, AuditEvent, ChainDigest, ChainHead
+from portal.enqueue import enqueue_after_commit
 
-from . import alerts, exports, selectors
-from .codes import ActorType, EventID, LocalEventType, Outcome
-from .context import actor_from_request
-from .models import AuditAlert, AuditEvent, ChainDigest, ChainHead
+from . import selectors
 from .serializers import AuditQuerySerializer
 from .usage import record_export, record_read, run_verification
 
@@ -188,9 +189,7 @@ def verify(request: HttpRequest) -> HttpResponse:
     """Check what is new since the last digest at once; walk the whole chain in the background."""
     _require_audit(request)
     if request.method == "POST" and request.POST.get("scope") == "full":
-        from .tasks import verify_chain_fully
-
-        transaction.on_commit(verify_chain_fully.delay)
+        enqueue_after_commit(tasks.verify_chain_fully)
         messages.info(request, "The whole chain is being verified. A break raises an alert; the result is recorded.")
         return redirect("audit:verify")
     report = None

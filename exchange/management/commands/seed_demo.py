@@ -1,8 +1,8 @@
-"""`manage.py seed_demo`: the demo region (trusts, gateways, agreements, one user per role per trust)."""
+"""`manage.py seed_demo`: the demo region (trusts, gateways, agreements, one user per role per trust) and
+the demo PACS's studies."""
 
-from directory.demo import DEMO_PASSWORD, seed_region
-
-from ._demo_only import DemoOnlyCommand
+from directory.demo import DEMO_PASSWORD, DemoOnlyCommand, seed_region
+from exchange.demo import generate_demo_studies
 
 
 class Command(DemoOnlyCommand):
@@ -13,7 +13,7 @@ class Command(DemoOnlyCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Demo region ready: {len(users)} demo users, password {DEMO_PASSWORD!r}.")
         )
-        from exchange.demo import generate_demo_studies  # the demo PACS images; skipped once written
+        # the demo PACS images; skipped once written
 
         written = generate_demo_studies()
         if written:

@@ -1,4 +1,5 @@
-"""DRF token authentication that puts API token use on the audit trail.
+"""DRF token authentication (`Authorization: Token <key>`) with the portal's hashed, expiring tokens
+(accounts.tokens), putting API token use on the audit trail.
 
 A machine client may call the API thousands of times an hour; one 110114 "API token used" event per
 token per AUDIT_TOKEN_USE_INTERVAL seconds says the token was in use, from where, without flooding the
@@ -14,14 +15,23 @@ from django.core.cache import cache
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 
-from . import catalogue
-from .codes import Outcome
-from .context import anonymous_actor, token_actor, token_fingerprint
+from audit import catalogue
+from audit.codes import Outcome
+from audit.context import anonymous_actor, token_actor, token_fingerprint
+
+from .tokens import TokenRefused, api_token_authenticate
 
 REFUSAL_INTERVAL = 60
 
 
 class AuditedTokenAuthentication(TokenAuthentication):
+    def authenticate_credentials(self, key):
+        try:
+            token = api_token_authenticate(key)
+        except TokenRefused as exc:
+            raise exceptions.AuthenticationFailed(str(exc)) from exc
+        return token.user, token
+
     def authenticate(self, request):
         try:
             result = super().authenticate(request)
@@ -33,7 +43,7 @@ class AuditedTokenAuthentication(TokenAuthentication):
         return result
 
     def _record_use(self, request, user, token) -> None:
-        fingerprint = token_fingerprint(token.key)
+        fingerprint = token.fingerprint
         interval = settings.AUDIT_TOKEN_USE_INTERVAL
         if interval and not cache.add(f"audit:token-use:{fingerprint}", 1, timeout=interval):
             return
