@@ -41,6 +41,9 @@ def grant_app_role(cursor: Any, role: str) -> None:
 def restrict_audit_tables(cursor: Any) -> None:
     """Take from every role but the owner any privilege on the audit tables beyond APP_PRIVILEGES."""
     for table, allowed in APP_PRIVILEGES.items():
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+        if not cursor.fetchone()[0]:
+            continue  # a partial migrate, before the audit app's tables exist
         forbidden = ", ".join(p for p in TABLE_PRIVILEGES if p not in allowed)
         cursor.execute(f"REVOKE {forbidden} ON {quote(table)} FROM PUBLIC")
         for grantee in _grantees(cursor, table):

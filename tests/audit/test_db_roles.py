@@ -199,3 +199,13 @@ def test_migrating_as_the_owner_leaves_the_portals_role_able_to_append_and_nothi
                 conn.execute(statement)
         assert conn.execute("SELECT count(*) FROM audit_auditevent").fetchone() == (6,)
     assert ChainDigest.objects.count() == 0  # all of it happened in the scratch database
+
+
+def test_a_partial_migrate_before_the_audit_tables_exist_still_works(scratch_database):
+    name, _roles, admin = scratch_database
+    env = {"PATH": os.environ["PATH"], "DEBUG": "1", "LOG_LEVEL": "WARNING"}
+
+    _run(
+        [sys.executable, "manage.py", "migrate", "contenttypes", "--noinput"],
+        {**env, "DATABASE_URL": _url(admin["user"], name)},
+    )
