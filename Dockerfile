@@ -24,7 +24,7 @@ COPY --chown=portal:portal . .
 COPY --from=frontend --chown=portal:portal /build/frontend/build /app/frontend/build
 # collectstatic needs settings to load; the key is a build-time throwaway, never used at run time.
 RUN SECRET_KEY=build-only-not-secret DEBUG=0 ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
-    && mkdir -p /app/var /spool && chown -R portal:portal /app/var /spool
+    && mkdir -p /app/var /spool /audit-digests && chown -R portal:portal /app/var /spool /audit-digests
 
 USER portal
 EXPOSE 8000 11112

@@ -19,7 +19,9 @@ says. The rules:
   a transfer of them themselves (catalogue.ACCESS_SPECS), with no push, request, approval, emergency
   approval, import or share link (catalogue.RELATIONSHIP_SPECS) naming the same patient (NHS number or
   one of the studies) and one of their trusts in the last AUDIT_ALERT_RELATIONSHIP_DAYS.
-* chain_broken: raised by audit.digest when verification fails; region-wide.
+* chain_broken: raised by audit.digest when verification fails, or the database disagrees with the
+  digest files outside it (audit.anchors); region-wide.
+* digest_problem: a digest file missing, altered, planted or unreadable, or a missing day; region-wide.
 
 Alerts are deduplicated on a key per rule and subject; a rule firing again updates the count and
 re-opens an acknowledged alert, without another email. Emails name no patient: they link to the console.

@@ -1,212 +1,219 @@
-"""The chain head, signed and sent off the database every day.
+"""The chain head, signed and written outside the database every day, and the chain checked against it.
 
 A chain that lives only in the database can be rewritten, end to end, by whoever controls the database.
-So once a day the head (sequence number and hash) is verified, signed, written to AUDIT_DIGEST_DIR (put
-it on storage the database administrators cannot write: a WORM bucket, a separate host) and emailed to
-the region's IG officers. Later, `manage.py verify_audit_chain --digest FILE` proves the chain still
-passes through every digested head; a rewritten history cannot, without the signing key and the mailboxes.
-
-Signing: Ed25519 with the PEM private key in AUDIT_DIGEST_SIGNING_KEY_FILE (recommended: anyone holding
-the public key can check a digest, nobody without the private key can forge one). Without it, HMAC-SHA256
-keyed from SECRET_KEY, which only holders of SECRET_KEY can check (or forge).
+So once a day the chain is verified (against the previous digests too, audit.anchors), and its head
+(sequence number and hash) signed (audit.signing), written to AUDIT_DIGEST_DIR (put it on storage the
+database administrators cannot write: a WORM bucket, a separate host) and emailed to the region's IG
+officers. Every scheduled verification (`verify_anchored`) then checks the database against those
+files, not only against itself; what it finds raises region-wide alerts.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 
-from . import alerts, catalogue
-from .context import system_actor
-from .models import AuditAlert, AuditEvent, ChainDigest
+from . import alerts, anchors, catalogue
+from .anchors import DigestFile, Finding
+from .context import Actor, system_actor
+from .models import AuditAlert, AuditEvent, ChainDigest, ChainHead
 from .services import ChainReport, verify_chain
+from .signing import canonical_bytes, sign, signature_valid
+
+__all__ = ["check_digest", "export_digest", "record_verification", "signature_valid", "verify_anchored"]
 
 DOCUMENT_TYPE = "iep-audit-chain-digest"
+log = structlog.get_logger("audit.digest")
 ACTOR = system_actor("audit digest")
 
 
-def _canonical_bytes(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+@dataclass(frozen=True)
+class Verification:
+    """The chain walked (`walk`), and what the digest files say besides (`findings`)."""
+
+    walk: ChainReport
+    findings: tuple[Finding, ...]
+    newest: DigestFile | None
+    digests: int
+
+    @property
+    def report(self) -> ChainReport:
+        """One verdict: the walk's, failed too by anything the digest files found."""
+        problems = tuple(f.problem for f in self.findings)
+        folded = replace(self.walk, anchor_problems=problems, digests_checked=self.digests)
+        if not self.findings or not self.walk.ok:
+            return replace(folded, ok=self.walk.ok and not self.findings)
+        first = self.findings[0]
+        return replace(folded, ok=False, first_broken_seq=first.seq, problem=first.problem)
 
 
-def _private_key() -> Ed25519PrivateKey | None:
-    if not settings.AUDIT_DIGEST_SIGNING_KEY_FILE:
-        return None
-    key = serialization.load_pem_private_key(Path(settings.AUDIT_DIGEST_SIGNING_KEY_FILE).read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("AUDIT_DIGEST_SIGNING_KEY_FILE must hold an Ed25519 private key (PEM).")
-    return key
+def verify_anchored(
+    *,
+    since_last_digest: bool = False,
+    from_seq: int = 1,
+    directory: Path | str | None = None,
+    public_key: Ed25519PublicKey | None = None,
+) -> Verification:
+    """Check the database against every digest file, then walk the chain.
+
+    `since_last_digest` walks only from the newest digest's head, when the database still holds that
+    head as digested (the walk re-checks the head's link to the event before it, and that event);
+    otherwise from `from_seq` (the whole chain by default).
+    """
+    files, findings = anchors.read_digests(directory, public_key)
+    complete = directory is None or Path(directory) == Path(settings.AUDIT_DIGEST_DIR)
+    findings += anchors.check(files, now=timezone.now(), complete=complete)
+    # Breaks in the chain first: they are what an IG officer must look at first.
+    findings.sort(key=lambda f: f.kind != AuditAlert.Kind.CHAIN_BROKEN)
+    newest = anchors.newest(files)
+    vouched = newest is not None and newest.head_seq > 0
+    anchored = vouched and not any(f.kind == AuditAlert.Kind.CHAIN_BROKEN for f in findings)
+    start = newest.head_seq if since_last_digest and anchored else from_seq
+    return Verification(verify_chain(from_seq=start), tuple(findings), newest, len(files))
 
 
-def _key_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
-
-
-def sign(payload: dict[str, Any]) -> dict[str, str]:
-    blob = _canonical_bytes(payload)
-    key = _private_key()
-    if key is not None:
-        signature = key.sign(blob)
-        return {
-            "algorithm": "Ed25519",
-            "key_id": _key_id(key.public_key()),
-            "value": base64.b64encode(signature).decode(),
-        }
-    mac = salted_hmac("audit.digest", blob, algorithm="sha256").digest()
-    return {"algorithm": "HMAC-SHA256", "key_id": "secret-key", "value": base64.b64encode(mac).decode()}
-
-
-def signature_valid(document: dict[str, Any], public_key: Ed25519PublicKey | None = None) -> bool:
-    """Check a digest document's signature, with the given public key or the configured signing key."""
-    payload, signature = document.get("digest"), document.get("signature") or {}
-    if not isinstance(payload, dict):
-        return False
-    value = base64.b64decode(signature.get("value", ""))
-    blob = _canonical_bytes(payload)
-    if signature.get("algorithm") == "Ed25519":
-        key = public_key or (_private_key().public_key() if _private_key() else None)
-        if key is None:
-            return False
-        try:
-            key.verify(value, blob)
-        except InvalidSignature:
-            return False
-        return True
-    if signature.get("algorithm") == "HMAC-SHA256":
-        expected = salted_hmac("audit.digest", blob, algorithm="sha256").digest()
-        return hmac.compare_digest(expected, value)
-    return False
-
-
-def _payload(report: ChainReport, previous: ChainDigest | None) -> dict[str, Any]:
-    head_time = AuditEvent.objects.filter(seq=report.head_seq).values_list("timestamp", flat=True).first()
+def _payload(report: ChainReport, previous: DigestFile | None, head: AuditEvent) -> dict[str, Any]:
     return {
         "type": DOCUMENT_TYPE,
         "version": 1,
         "portal": settings.SITE_URL,
         "audit_source_id": settings.AUDIT_SOURCE_ID,
-        "generated_at": timezone.now().astimezone(UTC).isoformat(timespec="seconds"),
+        "generated_at": timezone.now().astimezone(UTC).isoformat(timespec="microseconds"),
         "head": {
-            "seq": report.head_seq,
-            "hash": report.head_hash,
-            "timestamp": head_time.astimezone(UTC).isoformat(timespec="microseconds") if head_time else None,
+            "seq": head.seq,
+            "hash": head.hash,
+            "timestamp": head.timestamp.astimezone(UTC).isoformat(timespec="microseconds"),
         },
-        "events_since_previous": report.head_seq - (previous.head_seq if previous else 0),
-        "previous": (
-            {"head_seq": previous.head_seq, "sha256": hashlib.sha256(previous.payload.encode()).hexdigest()}
-            if previous
-            else None
-        ),
+        "events_since_previous": head.seq - (previous.head_seq if previous else 0),
+        # The previous digest *file*: the files chain to each other, whatever happens to the database.
+        "previous": {"head_seq": previous.head_seq, "sha256": previous.sha256} if previous else None,
         "verification": {
             "ok": report.ok,
             "from_seq": report.from_seq,
+            "to_seq": report.head_seq,
             "events_checked": report.events_checked,
             "first_broken_seq": report.first_broken_seq,
             "problem": report.problem,
+            "digest_problems": list(report.anchor_problems),
         },
         "retention_years": settings.AUDIT_RETENTION_YEARS,
     }
 
 
-def _write(document: dict[str, Any], head_seq: int) -> Path:
-    directory = Path(settings.AUDIT_DIGEST_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
+def _path(seq: int) -> Path:
     stamp = timezone.now().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = directory / f"audit-chain-{stamp}-{head_seq}.json"
+    return Path(settings.AUDIT_DIGEST_DIR) / f"audit-chain-{stamp}-{seq}.json"
+
+
+def _write(document: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     # "x": a digest file is never overwritten, even by a second run in the same second.
     with open(path, "x", encoding="utf-8") as handle:
         json.dump(document, handle, indent=2, sort_keys=True)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
-    return path
-
-
-def verify_since_last_digest() -> tuple[ChainReport, ChainDigest | None]:
-    """Verify from the previous digest's head, after checking that head still stands where it stood."""
-    previous = ChainDigest.objects.order_by("-head_seq", "-pk").first()
-    if previous is None or previous.head_seq == 0:
-        return verify_chain(), previous
-    anchor = AuditEvent.objects.filter(seq=previous.head_seq).values_list("hash", flat=True).first()
-    if anchor != previous.head_hash:
-        report = verify_chain()
-        if report.ok:  # the rows agree with each other but not with what was sent out: rewritten
-            report = ChainReport(
-                False,
-                report.events_checked,
-                previous.head_seq,
-                f"event #{previous.head_seq} no longer has the hash digested on {previous.created_at:%Y-%m-%d}",
-                report.head_seq,
-                report.head_hash,
-            )
-        return report, previous
-    return verify_chain(from_seq=previous.head_seq + 1), previous
 
 
 def export_digest() -> ChainDigest:
-    """Verify, sign, write, record, then email the digest; a failed verification also raises an alert."""
+    """Verify (against the digest files too), record the export, then sign, write and email a digest.
+
+    The digest's head is the export's own record: nothing written before the digest lies outside it.
+    A failed verification is written into the digest and raises its alerts; the digest still records
+    the head as it stands, so the next check measures the database against it.
+    """
+    verification = verify_anchored(since_last_digest=True)
+    report = verification.report
+    _alert(verification)
     with transaction.atomic():
-        report, previous = verify_since_last_digest()
-        payload = _payload(report, previous)
+        # Hold the chain head, so that the export's record takes the next number (which names the file).
+        head = ChainHead.objects.select_for_update().filter(pk=1).values_list("seq", flat=True).first() or 0
+        path = _path(head + 1)
+        event = catalogue.AUDIT_DIGEST_EXPORTED.record(
+            actor=ACTOR,
+            outcome=0 if report.ok else 8,
+            detail={"path": str(path), "ok": report.ok, "verified_to_seq": report.head_seq},
+        )
+        payload = _payload(report, verification.newest, event)
         signature = sign(payload)
         document = {"digest": payload, "signature": signature}
-        path = _write(document, report.head_seq)
+        _write(document, path)
         digest = ChainDigest.objects.create(
-            head_seq=report.head_seq,
-            head_hash=report.head_hash,
-            payload=_canonical_bytes(payload).decode(),
+            head_seq=event.seq,
+            head_hash=event.hash,
+            payload=canonical_bytes(payload).decode(),
             signature=signature["value"],
             algorithm=signature["algorithm"],
             key_id=signature["key_id"],
             path=str(path),
             chain_ok=report.ok,
         )
-        catalogue.AUDIT_DIGEST_EXPORTED.record(
-            actor=ACTOR,
-            outcome=0 if report.ok else 8,
-            detail={"head_seq": report.head_seq, "head_hash": report.head_hash, "path": str(path), "ok": report.ok},
-        )
-        raised = alerts.Raised(created=[])
-        if not report.ok:
-            chain_broken_alert(report, raised)
-    alerts.notify()
     _email(document, path)
     return digest
 
 
-def record_verification(report: ChainReport, *, actor) -> None:
-    """Put a verification on the trail; if it failed, raise the region-wide alert and tell people."""
-    raised = alerts.Raised(created=[])
+def record_verification(verification: Verification, *, actor: Actor) -> ChainReport:
+    """Raise an alert for each thing a verification found and tell people, then put it on the trail."""
+    report = verification.report
+    _alert(verification)
+    try:
+        with transaction.atomic():
+            catalogue.AUDIT_CHAIN_VERIFIED.record(actor=actor, outcome=0 if report.ok else 8, detail=report.as_dict())
+    except IntegrityError:
+        if report.ok:
+            raise
+        # An event forged past the head holds the number the next one needs: the alert says so.
+        log.error("audit chain refuses appends; verification not recorded", problem=report.problem)
+    return report
+
+
+def _alert(verification: Verification) -> None:
+    # Committed and sent before anything is appended to the chain: a chain broken badly enough to refuse
+    # the append (a forged event sitting where the next one must go) must still be reported.
+    if verification.report.ok:
+        return
     with transaction.atomic():
-        catalogue.AUDIT_CHAIN_VERIFIED.record(actor=actor, outcome=0 if report.ok else 8, detail=report.as_dict())
-        if not report.ok:
-            chain_broken_alert(report, raised)
+        raise_alerts(verification)
     alerts.notify()
 
 
+def raise_alerts(verification: Verification, raised: alerts.Raised | None = None) -> list[AuditAlert]:
+    found = []
+    if not verification.walk.ok:
+        found.append(chain_broken_alert(verification.walk, raised))
+    for finding in verification.findings:
+        found.append(
+            alerts.raise_alert(
+                kind=finding.kind,
+                trust="",
+                key=finding.key,
+                summary=finding.problem,
+                severity=AuditAlert.Severity.HIGH,
+                detail={"problem": finding.problem, "seq": finding.seq},
+                raised=raised,
+            )
+        )
+    return found
+
+
 def chain_broken_alert(report: ChainReport, raised: alerts.Raised | None = None) -> AuditAlert:
+    # Keyed on the break, not the head: a break that stays is one alert, however many events follow it.
     return alerts.raise_alert(
         kind=AuditAlert.Kind.CHAIN_BROKEN,
         trust="",
-        key=f"chain_broken:{report.first_broken_seq}:{report.head_hash}",
+        key=f"chain_broken:{report.first_broken_seq}:{report.problem}",
         summary=f"Audit chain verification failed at event #{report.first_broken_seq}: {report.problem}",
         severity=AuditAlert.Severity.HIGH,
         detail={"verification": report.as_dict()},

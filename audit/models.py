@@ -243,6 +243,7 @@ class AuditAlert(models.Model):
         OUT_OF_HOURS = "out_of_hours", "Access out of hours"
         EMERGENCY_OVERRIDE = "emergency_override", "Emergency access (override or auto-approval)"
         CHAIN_BROKEN = "chain_broken", "Audit chain verification failed"
+        DIGEST_PROBLEM = "digest_problem", "Audit chain digest missing or not genuine"
 
     class Severity(models.TextChoices):
         LOW = "low", "Low"

@@ -27,7 +27,6 @@ from typing import Any
 
 from django.apps import apps
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -64,8 +63,10 @@ def record_event(
     member of staff an event is about when they are not the actor (an account change), so their
     trusts see it too.
 
-    The chain head row is updated before it is read, which takes its write lock on every database we
-    run on; concurrent writers therefore queue on it and the chain can neither fork nor skip a number.
+    The chain head row is locked before it is read (SELECT ... FOR UPDATE on PostgreSQL; SQLite's
+    IMMEDIATE transactions hold the database's one write lock), so concurrent writers queue on it and
+    the chain can neither fork nor skip a number. The head then moves one step, onto the new event: the
+    only move PostgreSQL's guard (migration 0005) lets anyone make.
     """
     if actor is None:
         actor = actor_from_request(request) if request is not None else SYSTEM
@@ -81,9 +82,9 @@ def record_event(
     detail = _jsonable(detail or {})
     scope = _scope(trust, peer_trust, trusts, actor, subject_user, detail)
     with transaction.atomic():
-        head = _advance_head()
+        head = _locked_head()
         event = AuditEvent(
-            seq=head.seq,
+            seq=head.seq + 1,
             timestamp=timezone.now(),
             actor_type=actor.type,
             actor_user_id=actor.user_id,
@@ -103,12 +104,13 @@ def record_event(
         )
         event.hash = event.compute_hash()
         event.save(force_insert=True)
-        ChainHead.objects.filter(pk=1).update(hash=event.hash)
+        ChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
     return event
 
 
-def _advance_head() -> ChainHead:
-    if not ChainHead.objects.filter(pk=1).update(seq=F("seq") + 1):
+def _locked_head() -> ChainHead:
+    head = ChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
         # First event ever (or a freshly flushed test database). Two first writers may race to create
         # the row; the loser's insert fails inside its savepoint and it queues on the winner's lock.
         try:
@@ -116,8 +118,8 @@ def _advance_head() -> ChainHead:
                 ChainHead.objects.create(pk=1, seq=0, hash=GENESIS_HASH)
         except IntegrityError:
             pass
-        ChainHead.objects.filter(pk=1).update(seq=F("seq") + 1)
-    return ChainHead.objects.get(pk=1)
+        head = ChainHead.objects.select_for_update().get(pk=1)
+    return head
 
 
 def _validated(*, event_id: str, action: str, outcome: int, event_type: str, nhs_number: str, reason: str) -> dict:
@@ -216,6 +218,9 @@ class ChainReport:
     head_seq: int = 0
     head_hash: str = GENESIS_HASH
     from_seq: int = 1
+    # Set by audit.digest.verify_anchored: what the digest files outside the database say besides.
+    anchor_problems: tuple[str, ...] = ()
+    digests_checked: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -226,6 +231,8 @@ class ChainReport:
             "head_seq": self.head_seq,
             "head_hash": self.head_hash,
             "from_seq": self.from_seq,
+            "digest_problems": list(self.anchor_problems),
+            "digests_checked": self.digests_checked,
         }
 
 
@@ -262,7 +269,10 @@ def verify_chain(*, from_seq: int = 1, batch_size: int = 5000) -> ChainReport:
     if start > head["seq"] + 1:
         start = head["seq"] + 1
     broken_at, problem, checked, last_hash, last_seq = _walk(start, head["seq"], batch_size)
-    if broken_at is None and last_seq != head["seq"]:
+    if broken_at is None and AuditEvent.objects.filter(seq__gt=head["seq"]).exists():
+        # The walk stops at the head; rows past it were hidden by moving the head back, or forged.
+        broken_at, problem = head["seq"] + 1, f"there are events after the chain head (#{head['seq']})"
+    elif broken_at is None and last_seq != head["seq"]:
         broken_at, problem = last_seq + 1, f"the chain ends at #{last_seq} but the head says #{head['seq']}"
     elif broken_at is None and last_hash != head["hash"]:
         broken_at, problem = last_seq, f"the chain head does not match event #{last_seq}"

@@ -7,7 +7,6 @@ from django.conf import settings
 
 from . import alerts, digest
 from .context import system_actor
-from .services import verify_chain
 
 
 @shared_task(name="audit.scan_alerts", ignore_result=True)
@@ -29,7 +28,14 @@ def export_chain_digest() -> int:
     time_limit=settings.AUDIT_VERIFY_TIME_LIMIT + 60,
 )
 def verify_chain_fully() -> bool:
-    """Walk the whole chain (the daily digest walks only the new part); a break raises an alert."""
-    report = verify_chain()
-    digest.record_verification(report, actor=system_actor("weekly chain verification"))
-    return report.ok
+    """Walk the whole chain (the daily digest walks only the new part) and check it against every digest
+    file; anything wrong raises an alert."""
+    verification = digest.verify_anchored()
+    return digest.record_verification(verification, actor=system_actor("weekly chain verification")).ok
+
+
+@shared_task(name="audit.verify_chain_anchored", ignore_result=True)
+def verify_chain_anchored() -> bool:
+    """Hourly: the database against every digest file, and the chain since the newest; alerts as above."""
+    verification = digest.verify_anchored(since_last_digest=True)
+    return digest.record_verification(verification, actor=system_actor("hourly chain verification")).ok

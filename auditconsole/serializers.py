@@ -162,6 +162,14 @@ class VerificationSerializer(serializers.Serializer):
     head_seq = serializers.IntegerField()
     head_hash = serializers.CharField()
     from_seq = serializers.IntegerField()
+    digest_problems = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What the signed digest files outside the database show: a head they vouched for that the "
+        "database no longer holds, an empty trail, a missing day, a file missing or altered.",
+    )
+    digests_checked = serializers.IntegerField(
+        help_text="Digest files in AUDIT_DIGEST_DIR the database was checked against."
+    )
 
 
 class VerifyRequestSerializer(serializers.Serializer):

@@ -209,9 +209,12 @@ def verify(request: HttpRequest) -> HttpResponse:
         report = run_verification(request, since_last_digest=True)
         level = messages.SUCCESS if report.ok else messages.ERROR
         text = (
-            f"The chain is intact: {report.events_checked} events verified from #{report.from_seq}."
+            f"The chain is intact: {report.events_checked} events verified from #{report.from_seq}, "
+            f"and the database agrees with {report.digests_checked} digest files."
             if report.ok
             else f"The chain is broken at event #{report.first_broken_seq}: {report.problem}."
+            if report.first_broken_seq
+            else f"The audit trail is not intact: {report.problem}."
         )
         messages.add_message(request, level, text)
     context = {

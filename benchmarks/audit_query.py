@@ -71,7 +71,10 @@ def seed(n: int) -> None:
     print(f"Seeding {n:,} events…", flush=True)
     started = time.perf_counter()
     with connection.cursor() as cursor:
+        # The audit tables refuse TRUNCATE (migration 0005) unless a superuser switches triggers off.
+        cursor.execute("SET session_replication_role = replica")
         cursor.execute("TRUNCATE audit_auditevent, audit_chainhead, audit_auditalert RESTART IDENTITY CASCADE")
+        cursor.execute("SET session_replication_role = origin")
     for code in TRUSTS:
         Trust.objects.get_or_create(ods_code=code, defaults={"name": f"Benchmark trust {code}"})
     officer, _ = User.objects.get_or_create(email="ig.r00@bench.invalid")
@@ -148,9 +151,11 @@ def seed(n: int) -> None:
             for index in AuditEvent._meta.indexes:
                 editor.add_index(AuditEvent, index)
         cursor.execute(GIN_INDEX)  # as audit/migrations/0004 creates it
+        cursor.execute("SET session_replication_role = replica")  # a head that did not grow by appending
         cursor.execute(
             "INSERT INTO audit_chainhead (id, seq, hash) VALUES (1, %s, md5(%s::text) || md5('x' || %s))", [n, n, n]
         )
+        cursor.execute("SET session_replication_role = origin")
         cursor.execute("ANALYZE audit_auditevent")
     print(f"Seeded in {time.perf_counter() - started:.0f} s", flush=True)
 

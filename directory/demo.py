@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, hotp_value, yield_hotp_counters_from_time
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import Membership, User
@@ -125,3 +127,24 @@ def _seed_user(email: str, full_name: str, role: str, trust: Trust) -> None:
     Membership.objects.get_or_create(user=user, trust=trust, role=role)
     if not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists():
         TOTP.activate(user, demo_totp_secret(email))
+
+
+class DemoOnlyCommand(BaseCommand):
+    """A command that creates or reveals the demo's published credentials.
+
+    DEBUG is the one setting a production deployment must never have on, so it is what tells a demo
+    machine from a real one: on a real one these commands would make superusers whose password is in
+    the README and TOTP secrets anyone can compute from an email address.
+    """
+
+    def execute(self, *args: object, **options: object) -> str | None:
+        if not settings.DEBUG:
+            raise CommandError(
+                f"{self._name()} is for demo machines only and refuses to run with DEBUG off: it would create "
+                "or reveal accounts whose password and second factor are public. Run it with DEBUG=1 "
+                "(as `make demo` does), never against a production database."
+            )
+        return super().execute(*args, **options)
+
+    def _name(self) -> str:
+        return type(self).__module__.rsplit(".", 1)[-1]

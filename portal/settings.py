@@ -115,6 +115,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# The role that owns the tables, for `manage.py migrate` only (audit/dbroles.py): the portal itself runs
+# as DATABASE_URL's role, which may read and append to the audit trail but not rewrite, truncate or alter it.
+MIGRATION_DATABASE = env.db_url("MIGRATION_DATABASE_URL") if env.str("MIGRATION_DATABASE_URL", default="") else None
+if MIGRATION_DATABASE is not None:
+    _same = ("ENGINE", "NAME", "HOST", "PORT")
+    if any(MIGRATION_DATABASE.get(key) != DATABASES["default"].get(key) for key in _same):
+        raise ImproperlyConfigured("MIGRATION_DATABASE_URL must name DATABASE_URL's database, as another role.")
+    if not MIGRATION_DATABASE["ENGINE"].endswith("postgresql"):
+        raise ImproperlyConfigured("MIGRATION_DATABASE_URL is for PostgreSQL (SQLite has no roles).")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -489,6 +498,11 @@ CELERY_BEAT_SCHEDULE["audit-alert-scan"] = {"task": "audit.scan_alerts", "schedu
 CELERY_BEAT_SCHEDULE["audit-chain-digest"] = {
     "task": "audit.export_chain_digest",
     "schedule": crontab(hour=AUDIT_DIGEST_HOUR, minute=0),
+}
+# Every hour the database is checked against the digest files (and the chain walked since the newest).
+CELERY_BEAT_SCHEDULE["audit-chain-anchor-check"] = {
+    "task": "audit.verify_chain_anchored",
+    "schedule": crontab(minute=40),
 }
 CELERY_BEAT_SCHEDULE["audit-chain-full-verification"] = {
     "task": "audit.verify_chain_fully",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from contextlib import contextmanager
+
 import pytest
 from django.db import connection
 
@@ -47,3 +50,42 @@ def raw_sql(sql: str, params: list | tuple = ()) -> None:
         finally:
             if connection.vendor == "postgresql":
                 cursor.execute("SET session_replication_role = origin")
+
+
+JSON_COLUMNS = ("scope", "study_uids", "detail")
+
+
+def insert_event_sql(row: dict) -> tuple[str, list]:
+    """An INSERT of an audit event row as `AuditEvent.objects.values()` gives it (without its id)."""
+    columns = [name for name in row if name != "id"]
+    placeholders = ", ".join("%s::jsonb" if name in JSON_COLUMNS else "%s" for name in columns)
+    values = [json.dumps(row[name]) if name in JSON_COLUMNS else row[name] for name in columns]
+    return f"INSERT INTO audit_auditevent ({', '.join(columns)}) VALUES ({placeholders})", values  # noqa: S608
+
+
+@pytest.fixture
+def app_role(db) -> str:
+    """The portal's database role, made and granted as `migrate` grants it, inside the test's transaction
+    (so rolled back with it)."""
+    from audit.dbroles import grant_app_role, quote
+
+    require_postgres()
+    name = f"{connection.settings_dict['NAME']}_app"[:63]
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {quote(name)} NOLOGIN NOINHERIT")
+        grant_app_role(cursor, name)
+    return name
+
+
+@contextmanager
+def acting_as(role: str):
+    """Everything inside runs with `role`'s privileges, as the portal connecting as it would."""
+    from audit.dbroles import quote
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET ROLE {quote(role)}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")

@@ -56,17 +56,20 @@ def test_the_digest_is_written_signed_recorded_and_emailed_to_the_regions_ig_off
     digest = export_digest()
 
     document = document_of(digest)
-    assert document["digest"]["head"]["seq"] == head.seq
-    assert document["digest"]["head"]["hash"] == head.hash
+    exported = AuditEvent.objects.filter(event_type="IEP162").get()
+    # The digest vouches for everything up to and including its own export's record.
+    assert exported.event_id == "110106"
+    assert exported.prev_hash == head.hash
+    assert document["digest"]["head"]["seq"] == exported.seq == head.seq + 1
+    assert document["digest"]["head"]["hash"] == exported.hash
     assert document["digest"]["verification"]["ok"] is True
+    assert document["digest"]["verification"]["to_seq"] == head.seq
     assert document["digest"]["retention_years"] >= 8
     assert signature_valid(document)
-    exported = AuditEvent.objects.filter(event_type="IEP162").get()
-    assert exported.event_id == "110106"
-    assert exported.detail["head_seq"] == head.seq
+    assert exported.detail["path"] == digest.path
     (message,) = mail.outbox
     assert sorted(message.to) == sorted([ada.email, ida.email, rita.email])
-    assert head.hash in message.body
+    assert exported.hash in message.body
 
 
 def test_an_ed25519_digest_verifies_with_the_public_key_alone(ed25519_key):
@@ -104,7 +107,7 @@ def test_a_chain_rewritten_end_to_end_passes_on_its_own_but_not_against_the_dige
             [row["reason"], previous, new, row["seq"]],
         )
         previous = new
-    ChainHead.objects.filter(pk=1).update(hash=previous)
+    raw_sql("UPDATE audit_chainhead SET hash = %s WHERE id = 1", [previous])
     path = tmp_path / "kept.json"
     path.write_text(json.dumps(document))
 
@@ -112,8 +115,13 @@ def test_a_chain_rewritten_end_to_end_passes_on_its_own_but_not_against_the_dige
 
     assert verify_chain().ok  # self-consistent...
     assert not check_digest(document).ok  # ...but not what was sent out
+    # The command checks the files in AUDIT_DIGEST_DIR by itself, and any kept elsewhere on request.
+    with pytest.raises(CommandError, match=r"event #5 no longer has the hash the digest of .* vouched for"):
+        call_command("verify_audit_chain")
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
     with pytest.raises(CommandError, match="no longer has the digested hash"):
-        call_command("verify_audit_chain", "--digest", str(path))
+        call_command("verify_audit_chain", "--digest-dir", str(elsewhere), "--digest", str(path))
 
 
 def test_the_next_digest_verifies_only_what_is_new_but_still_spots_a_rewrite(rita):
@@ -122,8 +130,9 @@ def test_the_next_digest_verifies_only_what_is_new_but_still_spots_a_rewrite(rit
     some_events(2)
 
     second = document_of(export_digest())
-    assert second["digest"]["verification"]["from_seq"] == 4  # events 1-3 were digested; 4 records that
-    assert second["digest"]["previous"]["head_seq"] == 3
+    # From #4, the first digest's head (its own record): the walk re-checks that it follows #3.
+    assert second["digest"]["verification"]["from_seq"] == 4
+    assert second["digest"]["previous"]["head_seq"] == 4
 
     raw_sql("UPDATE audit_auditevent SET hash = %s WHERE seq = 6", ["0" * 64])
     third = export_digest()

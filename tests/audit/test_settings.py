@@ -32,6 +32,29 @@ def test_a_nonsense_audit_setting_fails_loudly(name, value, message):
     assert message in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("database_url", "migration_url", "message"),
+    [
+        ("postgres://app@db/portal", "postgres://owner@db/other", "must name DATABASE_URL's database"),
+        ("postgres://app@db/portal", "postgres://owner@elsewhere/portal", "must name DATABASE_URL's database"),
+        ("sqlite:////tmp/portal.sqlite3", "sqlite:////tmp/portal.sqlite3", "is for PostgreSQL"),
+    ],
+)
+def test_a_migration_database_that_is_not_the_portals_fails_loudly(database_url, migration_url, message):
+    env = {"PATH": os.environ["PATH"], "DEBUG": "1", "DATABASE_URL": database_url}
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**env, "MIGRATION_DATABASE_URL": migration_url},
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_working_hours_and_days_parse():
     start, end = conf.working_hours("07:30-19:00")
     assert (start.hour, start.minute, end.hour) == (7, 30, 19)
@@ -41,7 +64,12 @@ def test_working_hours_and_days_parse():
 def test_the_audit_jobs_are_on_the_beat_schedule(settings):
     tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
 
-    assert {"audit.scan_alerts", "audit.export_chain_digest", "audit.verify_chain_fully"} <= tasks
+    assert {
+        "audit.scan_alerts",
+        "audit.export_chain_digest",
+        "audit.verify_chain_fully",
+        "audit.verify_chain_anchored",
+    } <= tasks
     assert settings.AUDIT_RETENTION_YEARS >= 8
 
 
@@ -49,4 +77,9 @@ def test_the_scheduled_jobs_are_registered_with_celery():
     import audit.tasks  # noqa: F401  (what the worker's autodiscovery imports)
     from portal.celery import app
 
-    assert {"audit.scan_alerts", "audit.export_chain_digest", "audit.verify_chain_fully"} <= set(app.tasks)
+    assert {
+        "audit.scan_alerts",
+        "audit.export_chain_digest",
+        "audit.verify_chain_fully",
+        "audit.verify_chain_anchored",
+    } <= set(app.tasks)

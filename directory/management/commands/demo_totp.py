@@ -1,13 +1,13 @@
 """`manage.py demo_totp [EMAIL]`: the current authenticator codes of demo users (no phone needed)."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.models import User
-from directory.demo import DEMO_EMAIL_DOMAIN, current_totp, demo_totp_secret
+from directory.demo import DEMO_EMAIL_DOMAIN, DemoOnlyCommand, current_totp, demo_totp_secret
 
 
-class Command(BaseCommand):
-    help = "Print demo users' TOTP secrets and the code valid now. Demo accounts only."
+class Command(DemoOnlyCommand):
+    help = "Print demo users' TOTP secrets and the code valid now. Demo accounts, demo machines (DEBUG=1) only."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("email", nargs="?", help="One demo user's email; all demo users when omitted.")

@@ -1,14 +1,12 @@
 """`manage.py seed_demo`: the demo region (trusts, gateways, agreements, one user per role per trust) and
 the demo PACS's studies."""
 
-from django.core.management.base import BaseCommand
-
-from directory.demo import DEMO_PASSWORD, seed_region
+from directory.demo import DEMO_PASSWORD, DemoOnlyCommand, seed_region
 from exchange.demo import generate_demo_studies
 
 
-class Command(BaseCommand):
-    help = "Create or refresh the synthetic demo region. Safe to run again."
+class Command(DemoOnlyCommand):
+    help = "Create or refresh the synthetic demo region. Safe to run again. Demo machines only (DEBUG=1)."
 
     def handle(self, *args: object, **options: object) -> None:
         users = seed_region()
