@@ -139,12 +139,13 @@ def _note_guess(request: HttpRequest) -> None:
 # --- the token exchange ------------------------------------------------------------------------------
 
 
-def open_link(request: HttpRequest, token: str) -> str:
-    """Exchange a link token for a new browser session; returns the session key for the cookie ('' when
-    the browser already holds a session of this link).
+def link_for_token(request: HttpRequest, token: str) -> ShareLink:
+    """The usable link a token names, changing nothing: what answers a plain GET of the emailed URL.
 
-    Raises Denied: 429 while the address is rate limited, 404 for an unknown token, 410 for a link that
-    can no longer be used. Every one of those is on the audit trail; the token itself never is.
+    Email scanners and link previews fetch that URL before the consultant does, so reading it must not
+    start a session, send a code or put an "open" on the trail (issue #21). Raises Denied: 429 while the
+    address is rate limited, 404 for an unknown token, 410 for a link that can no longer be used; those
+    refusals are security events, as before (the token itself is never recorded).
     """
     if _guessing_blocked(request):
         # Once per address per window: a flood of refused requests must not become a flood of audit rows.
@@ -159,8 +160,21 @@ def open_link(request: HttpRequest, token: str) -> str:
         security_alert(request, "unknown token")
         raise Denied(404, "Link not found", "This link is not valid. Check that you copied all of it.")
     check_usable(request, link)
+    return link
+
+
+def holds_session_of(request: HttpRequest, link: ShareLink) -> bool:
     current = session_from(request)
-    if current is not None and current.link_id == link.pk:
+    return current is not None and current.link_id == link.pk
+
+
+def open_link(request: HttpRequest, token: str) -> str:
+    """Exchange a link token for a new browser session and email the code; returns the session key for
+    the cookie ('' when the browser already holds a session of this link). Only on the consultant's
+    explicit action (a POST from the link's page), never on a plain GET. Raises Denied as
+    `link_for_token` does."""
+    link = link_for_token(request, token)
+    if holds_session_of(request, link):
         # The consultant clicked the emailed link again in the same browser: keep their session (and
         # spare them a new code), but the open is still on the trail.
         accessed(request, link, "open", reopened=True)

@@ -80,17 +80,29 @@ def _set_cookie(response: HttpResponse, key: str) -> None:
 
 
 @link_page
-@require_GET
+@csrf_exempt  # the token in the address is the unguessable part; see open_link's docstring
+@require_http_methods(["GET", "POST"])
 def open_link(request: HttpRequest, token: str) -> HttpResponse:
-    """The emailed link: exchange the token for a session cookie, then leave the token's URL at once."""
+    """The emailed link. A GET only shows a page with a button (scanners and previews open links before
+    people do, and must spend nothing); the button's POST exchanges the token for a session cookie,
+    emails the code and leaves the token's URL at once.
+
+    No CSRF token: the POST carries the link token in its address, which a forging site would need to
+    know, and the session it makes is the poster's own."""
     try:
-        key = access.open_link(request, token)
+        if request.method == "GET":
+            link = access.link_for_token(request, token)
+            if access.holds_session_of(request, link):
+                response = HttpResponseRedirect(reverse("sharing:viewer"))
+            else:
+                response = render(request, "sharing/link/landing.html", {"link": link})
+        else:
+            key = access.open_link(request, token)
+            response = HttpResponseRedirect(reverse("sharing:viewer"))
+            if key:
+                _set_cookie(response, key)
     except Denied as denied:
         response = plain(request, denied)
-    else:
-        response = HttpResponseRedirect(reverse("sharing:viewer"))
-        if key:
-            _set_cookie(response, key)
     # Django would log a 4xx here with the path, token and all; our request log line redacts it instead.
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response
