@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+# OHIF's published build (package.json "prebuilt", pinned with its integrity), fetched by npm into
+# frontend/ohif/ and served as our own files (docs/dicomweb.md). Reinstalled when the pin or the script changes.
+OHIF_STAMP := frontend/ohif/.stamp-$(shell cat package.json frontend/ohif.py | sha256sum | cut -c1-12)
 PYTEST_ARGS ?= -n 2
 DEMO_ENV := DEBUG=1
 
@@ -14,7 +17,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
-venv: $(STAMP)
+$(OHIF_STAMP): package.json frontend/ohif.py
+	$(PYTHON) frontend/ohif.py
+	@rm -f frontend/ohif/.stamp-* && touch $@
+
+venv: $(STAMP) $(OHIF_STAMP)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -38,4 +45,4 @@ demo: migrate
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(DEMO_ENV) $(BIN)/honcho --procfile Procfile.demo start
 
 clean:
-	rm -rf var/ $(VENV)
+	rm -rf var/ $(VENV) frontend/ohif/

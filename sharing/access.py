@@ -123,11 +123,11 @@ def _guess_key(request: HttpRequest) -> str:
     return f"sharing:guesses:{client_ip(request) or 'unknown'}"
 
 
-def _guessing_blocked(request: HttpRequest) -> bool:
+def guessing_blocked(request: HttpRequest) -> bool:
     return (cache.get(_guess_key(request)) or 0) >= settings.SHARE_LINK_GUESS_LIMIT
 
 
-def _note_guess(request: HttpRequest) -> None:
+def note_guess(request: HttpRequest) -> None:
     key = _guess_key(request)
     if not cache.add(key, 1, timeout=settings.SHARE_LINK_GUESS_WINDOW):
         try:
@@ -147,7 +147,7 @@ def link_for_token(request: HttpRequest, token: str) -> ShareLink:
     address is rate limited, 404 for an unknown token, 410 for a link that can no longer be used; those
     refusals are security events, as before (the token itself is never recorded).
     """
-    if _guessing_blocked(request):
+    if guessing_blocked(request):
         # Once per address per window: a flood of refused requests must not become a flood of audit rows.
         if cache.add(_guess_key(request) + ":alerted", 1, timeout=settings.SHARE_LINK_GUESS_WINDOW):
             security_alert(request, "rate limited")
@@ -156,7 +156,7 @@ def link_for_token(request: HttpRequest, token: str) -> ShareLink:
     if tokens.looks_like_token(token):
         link = ShareLink.objects.select_related("trust").filter(token_hash=tokens.token_hash(token)).first()
     if link is None:
-        _note_guess(request)
+        note_guess(request)
         security_alert(request, "unknown token")
         raise Denied(404, "Link not found", "This link is not valid. Check that you copied all of it.")
     check_usable(request, link)
@@ -281,11 +281,17 @@ def note_series_viewed(request: HttpRequest, session: ShareSession, path: Path) 
     """
     stat = path.stat()
     study_uid, series_uid = _series_of(str(path), stat.st_mtime_ns)
+    note_series(request, session, study_uid, series_uid)
+
+
+def note_series(request: HttpRequest, session: ShareSession, study_uid: str, series_uid: str) -> None:
+    """`note_series_viewed` for a caller that knows the series already (the DICOMweb endpoints)."""
     if not series_uid or series_uid in session.series_seen:
         return
     with transaction.atomic():
         locked = ShareSession.objects.select_for_update().get(pk=session.pk)
         if series_uid in locked.series_seen:
+            session.series_seen = locked.series_seen
             return
         locked.series_seen = [*locked.series_seen, series_uid]
         locked.save(update_fields=["series_seen"])

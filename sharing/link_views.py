@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import access, rendering, services, staged
+from . import access, capabilities, rendering, services, staged
 from .access import Denied
 from .forms import CodeForm, OpinionForm
 from .staging import share_dir
@@ -122,6 +122,8 @@ def viewer(request: HttpRequest) -> HttpResponse:
         "thumbnail_url_template": "/s/thumb/{sop}.png",
         "opinion_url": reverse("sharing:opinion"),
         "download_url": reverse("sharing:download") if link.allow_download else None,
+        "advanced_viewer_url": "/ohif/s/viewer?StudyInstanceUIDs=" + ",".join(link.study_instance_uids),
+        "own_viewer_url": reverse("sharing:dicomweb"),
         "presets": rendering.PRESETS,
     }
     return render(request, "sharing/viewer.html", context)
@@ -266,3 +268,24 @@ def opinion(request: HttpRequest) -> HttpResponse:
         {"share_form_token": access.form_token(request), "form": form, "link": link},
         status=status,
     )
+
+
+@link_page
+@csrf_exempt  # access.check_form_token instead: see its docstring
+@require_http_methods(["GET", "POST"])
+def dicomweb_access(request: HttpRequest) -> HttpResponse:
+    """For the consultant's own viewer (Weasis, 3D Slicer, a script): the DICOMweb root and, on the
+    button's POST, a bearer token shown once (docs/dicomweb.md)."""
+    session = access.require_session(request)
+    context = {
+        "link": session.link,
+        "root": request.build_absolute_uri("/dicomweb"),
+        "share_form_token": access.form_token(request),
+    }
+    if request.method == "POST":
+        access.check_form_token(request)
+        try:
+            context["token"], context["token_row"] = capabilities.token_mint(request, session)
+        except ValidationError as exc:
+            context["error"] = " ".join(exc.messages)
+    return render(request, "sharing/link/dicomweb.html", context, status=400 if "error" in context else 200)

@@ -28,6 +28,9 @@ class ShareLink(models.Model):
     recipient_email = models.EmailField()
     purpose = models.TextField()
     allow_download = models.BooleanField(default=False)
+    # The consultant's viewer may send back SR, key object selections and segmentations (STOW-RS) into
+    # a review area; the link's creator files them into the source PACS (issue #21). Off by default.
+    allow_write_back = models.BooleanField(default=False)
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
@@ -123,3 +126,18 @@ class SecondOpinion(models.Model):
 
     def __str__(self) -> str:
         return f"Second opinion {self.pk} on share link {self.link_id}"
+
+
+class DicomWebToken(models.Model):
+    """A bearer capability for the link's DICOMweb root (docs/dicomweb.md), minted by a consultant's
+    verified session for viewers that cannot carry its cookie. Only its hash is stored; it answers only
+    while its link and session do, and never beyond its own expiry."""
+
+    session = models.ForeignKey(ShareSession, on_delete=models.CASCADE, related_name="dicomweb_tokens")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"DICOMweb token {self.pk} of share session {self.session_id}"

@@ -41,5 +41,6 @@ urlpatterns = [
     path("s/thumb/<uid:sop>.png", link_views.thumb, name="thumb"),
     path("s/opinion/", link_views.opinion, name="opinion"),
     path("s/download.zip", link_views.download, name="download"),
+    path("s/dicomweb/", link_views.dicomweb_access, name="dicomweb"),
     path("s/<str:token>", link_views.open_link, name="open"),
 ]
