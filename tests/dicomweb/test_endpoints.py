@@ -92,7 +92,7 @@ def test_frames_whole_instances_and_rendered_images_negotiate_their_media_type(c
 
 
 def test_qido_matching_includefield_and_paging(consultant, ready_link, ct_files):
-    study, series, _ = uids(ready_link.link, ct_files)
+    study, _series, _ = uids(ready_link.link, ct_files)
     ds = pydicom.dcmread(ct_files[0], stop_before_pixels=True)
     family = str(ds.PatientName).split("^")[0]
 
