@@ -460,6 +460,8 @@ DICOMWEB_TOKEN_HOURS = env.int("DICOMWEB_TOKEN_HOURS", default=24)
 STAFF_VIEW_KEEP_SECONDS = env.int("STAFF_VIEW_KEEP_SECONDS", default=3600)
 if DICOMWEB_TOKEN_HOURS < 1 or STAFF_VIEW_KEEP_SECONDS < 60:
     raise ImproperlyConfigured("DICOMWEB_TOKEN_HOURS must be >= 1 and STAFF_VIEW_KEEP_SECONDS >= 60.")
+# The largest STOW-RS request a consultant's viewer may send back into review (segmentations can be big).
+DICOMWEB_STOW_MAX_BYTES = env.int("DICOMWEB_STOW_MAX_BYTES", default=512 * 1024 * 1024)
 CELERY_TASK_ROUTES.update({"dicomweb.*": {"queue": "routine"}})
 CELERY_BEAT_SCHEDULE["dicomweb-purge-staff-copies"] = {"task": "dicomweb.purge_staff_copies", "schedule": 600.0}
 # OHIF's published build (frontend/ohif.py installs it at `make venv` and in the Dockerfile). Its bundles

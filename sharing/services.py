@@ -113,6 +113,7 @@ def share_link_create(
     created_by,
     expires_in_hours: int | None = None,
     allow_download: bool = False,
+    allow_write_back: bool = False,
     actor: Actor | None = None,
 ) -> tuple[ShareLink, str]:
     """A new link and its URL. The URL (it holds the token) is returned here once and never again."""
@@ -133,6 +134,7 @@ def share_link_create(
         recipient_email=data["recipient_email"],
         purpose=data["purpose"],
         allow_download=bool(allow_download),
+        allow_write_back=bool(allow_write_back),
         token_hash=tokens.token_hash(token),
         expires_at=timezone.now() + timedelta(hours=data["hours"]),
     )
@@ -141,7 +143,12 @@ def share_link_create(
         trust=trust.ods_code,
         study_uids=uids,
         reason=data["purpose"],
-        detail={"share_link": link.pk, "recipient": link.recipient_email, "expires_at": link.expires_at.isoformat()},
+        detail={
+            "share_link": link.pk,
+            "recipient": link.recipient_email,
+            "expires_at": link.expires_at.isoformat(),
+            "write_back": link.allow_write_back,
+        },
     )
     url = link_url(token)
     transaction.on_commit(lambda: _send_link_email(link, url))
@@ -336,19 +343,12 @@ def opinion_file(opinion_id: int, *, client: GatewayClient | None = None, final:
     if not paths:
         return _filing_failed(opinion, "The SR documents were not found in the spool.")
     try:
-        results = (client or gateway_client(opinion.link.gateway)).store(paths)
+        error = store_at_source(opinion.link.gateway, paths, client=client, final=final)
     except GatewayError as exc:
-        if exc.permanent or final:
-            return _filing_failed(opinion, str(exc))
         SecondOpinion.objects.filter(pk=opinion.pk).update(filing_error=str(exc)[:2000])
         raise
-    refused = [r for r in results if not r.ok]
-    if refused:
-        message = "; ".join(f"{r.sop_instance_uid}: {r.message or r.status}" for r in refused)
-        if final or all(r.permanent for r in refused):
-            return _filing_failed(opinion, message)
-        SecondOpinion.objects.filter(pk=opinion.pk).update(filing_error=message[:2000])
-        raise GatewayError(message)
+    if error:
+        return _filing_failed(opinion, error)
     with transaction.atomic():
         SecondOpinion.objects.filter(pk=opinion.pk).update(
             filing_status=Filing.FILED, filed_at=timezone.now(), filing_error=""
@@ -364,6 +364,25 @@ def opinion_file(opinion_id: int, *, client: GatewayClient | None = None, final:
     # The PACS holds the report now; the spool's copy (patient data) goes. A failed filing keeps it.
     shutil.rmtree(opinion_dir(opinion.pk), ignore_errors=True)
     return Filing.FILED
+
+
+def store_at_source(gateway: Gateway, paths: list[Path], *, client: GatewayClient | None = None, final: bool) -> str:
+    """Store documents of a link (an opinion's SR, a reviewed write-back) at the link's source gateway
+    (C-STORE or STOW-RS, as it is configured). '' when every one is stored; the reason when it failed for
+    good (or this is the `final` try); raises GatewayError when a later try may succeed."""
+    try:
+        results = (client or gateway_client(gateway)).store(paths)
+    except GatewayError as exc:
+        if exc.permanent or final:
+            return str(exc)
+        raise
+    refused = [r for r in results if not r.ok]
+    if not refused:
+        return ""
+    message = "; ".join(f"{r.sop_instance_uid}: {r.message or r.status}" for r in refused)
+    if final or all(r.permanent for r in refused):
+        return message
+    raise GatewayError(message)
 
 
 def _filing_failed(opinion: SecondOpinion, reason: str) -> str:

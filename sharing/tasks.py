@@ -7,7 +7,7 @@ from celery import shared_task
 
 from dicomkit import GatewayError
 
-from . import services, staging
+from . import services, staging, writeback
 from .models import ShareLink
 
 log = structlog.get_logger(__name__)
@@ -45,6 +45,17 @@ def file_second_opinion(self, opinion_id: int) -> str:
         return services.opinion_file(opinion_id, final=final)
     except GatewayError as exc:
         log.warning("second_opinion_filing_retry", opinion_id=opinion_id, error=str(exc))
+        raise self.retry(countdown=_backoff(self.request.retries)) from None
+
+
+@shared_task(bind=True, name="sharing.file_write_back", max_retries=FILING_RETRIES, acks_late=True)
+def file_write_back(self, write_back_id: int) -> str:
+    final = self.request.retries >= FILING_RETRIES
+    try:
+        return writeback.writeback_file(write_back_id, final=final)
+    except GatewayError as exc:
+        log.warning("write_back_filing_retry", write_back_id=write_back_id, error=str(exc))
+        writeback.filing_retry_failed(write_back_id, exc)
         raise self.retry(countdown=_backoff(self.request.retries)) from None
 
 

@@ -32,6 +32,7 @@ urlpatterns = [
     path("share-links/", views.share_link_list, name="list"),
     path("share-links/<int:pk>/", views.share_link_detail, name="detail"),
     path("share-links/<int:pk>/revoke/", views.share_link_revoke, name="revoke"),
+    path("share-links/<int:pk>/write-backs/<int:write_back_id>/file/", views.write_back_file, name="write_back_file"),
     path("trusts/<str:ods_code>/share-links/new/", views.share_link_new, name="new"),
     # The consultant (link session). Fixed paths first: a token never looks like them (no dot, 43 chars).
     path("s/", link_views.viewer, name="viewer"),

@@ -8,6 +8,7 @@ import re
 import pytest
 from django.test import Client
 
+from tests.browser.conftest import chromium  # noqa: F401 - the session's one browser
 from tests.sharing.conftest import (  # noqa: F401 - fixtures shared with the share-link tests
     _no_celery,
     _spool,
@@ -17,6 +18,7 @@ from tests.sharing.conftest import (  # noqa: F401 - fixtures shared with the sh
     ready_link,
     source_gateway,
 )
+from tests.sharing.test_staging_worker import pacs_study, share_worker, source_pacs  # noqa: F401 - real PACS, worker
 
 
 def mint_token(browser: Client) -> str:

@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser.conftest import chromium  # noqa: F401 - the session's browser
 from tests.browser.test_sign_in_browser import sign_in_with_password
 from tests.helpers import totp_code
 from tests.sharing.conftest import emailed_code
-from tests.sharing.test_staging_worker import pacs_study, share_worker, source_pacs  # noqa: F401 - fixtures
 from tests.transfers.peers import orthanc_gateway
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -24,7 +22,7 @@ WATCH_CSP = """document.addEventListener('securitypolicyviolation', e => {
 });"""
 
 
-def new_page(chromium, live_server):  # noqa: F811
+def new_page(chromium, live_server):
     context = chromium.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     context.add_init_script(WATCH_CSP)
     page = context.new_page()
@@ -49,7 +47,7 @@ def assert_no_csp_violation(page) -> None:
     assert page.evaluate("() => window.__csp || []") == []
 
 
-def test_ohif_opens_the_shared_ct_from_the_link_page(chromium, live_server, ready_link, settings):  # noqa: F811
+def test_ohif_opens_the_shared_ct_from_the_link_page(chromium, live_server, ready_link, settings):
     settings.SITE_URL = live_server.url
     context, page = new_page(chromium, live_server)
     page.goto(ready_link.path)
@@ -68,11 +66,11 @@ def test_ohif_opens_the_shared_ct_from_the_link_page(chromium, live_server, read
 
 
 def test_ohif_opens_a_staff_members_own_trust_study(
-    chromium,  # noqa: F811
+    chromium,
     live_server,
-    share_worker,  # noqa: F811
-    source_pacs,  # noqa: F811
-    pacs_study,  # noqa: F811
+    share_worker,
+    source_pacs,
+    pacs_study,
     alice,
     trust_a,
 ):
