@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from . import media, scopes
 from .scopes import Scope
 
 ROOT_BYTES = webindex.ROOT.encode()
+ANSWERS_KEPT = 64
+_answers: dict[tuple, tuple[list[webindex.Index], bytes]] = {}
+_answers_lock = threading.Lock()
 THUMBNAIL_SIZE = 128
 MAX_FRAMES_PER_REQUEST = 1000
 
@@ -97,7 +101,16 @@ def _search(request: HttpRequest, scope: Scope, level: str, study: str | None, s
         return _error(405, "Use GET to search.")
     if not media.accepts_json(request.headers.get("Accept")):
         return _error(406, "Search results are application/dicom+json.")
-    query = qido.parse((k, v) for k, values in request.GET.lists() for v in values)
+    params = [(k, v) for k, values in request.GET.lists() for v in values]
+    query = qido.parse(params)
+    # The same search over the same unchanged copies gives the same answer (viewers repeat theirs): keep
+    # a few answers, keyed on the index objects themselves (a changed folder gets a new index).
+    indexes = scope.indexes()
+    key = (tuple(id(i) for i in indexes), scope.root, tuple(sorted(scope.studies or ())), level, study, series)
+    key += (tuple(sorted(params)),)
+    cached = _answers.get(key)
+    if cached is not None and all(a is b for a, b in zip(cached[0], indexes, strict=True)):
+        return HttpResponse(cached[1], content_type="application/dicom+json")
     entries = scope.entries(study, series)
     if study is not None and not entries:
         raise _not_found()
@@ -106,7 +119,12 @@ def _search(request: HttpRequest, scope: Scope, level: str, study: str | None, s
         for entry in scope.entries(study):
             by_study.setdefault(entry.study, []).append(entry)
     found = qido.search(level, qido.records(level, entries, root=scope.root, study_entries=by_study), query)
-    return HttpResponse(json.dumps(found, separators=(",", ":")), content_type="application/dicom+json")
+    body = json.dumps(found, separators=(",", ":")).encode()
+    with _answers_lock:
+        _answers[key] = (indexes, body)
+        while len(_answers) > ANSWERS_KEPT:
+            _answers.pop(next(iter(_answers)))
+    return HttpResponse(body, content_type="application/dicom+json")
 
 
 @dicomweb_view
