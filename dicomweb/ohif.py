@@ -225,7 +225,7 @@ def staff_open(request: HttpRequest, ods_code: str, study_uid: str) -> HttpRespo
     if state == "failed":
         messages.error(request, detail)
     context = {"trust": trust, "study_uid": study_uid, "state": state, "count": detail if state == "staging" else ""}
-    response = render(request, "dicomweb/staff_open.html", context, status=200 if state == "staging" else 409)
+    response = render(request, "dicomweb/staff_open.html", context, status=502 if state == "failed" else 200)
     response["Cache-Control"] = "no-store"
     return response
 

@@ -146,3 +146,20 @@ def test_staff_read_their_own_trusts_copies_and_nobody_elses(alice, bob, staff_c
     assert signed_in(alice).get("/dicomweb/studies").status_code == 404
     views = AuditEvent.objects.filter(event_id="110103", trust="RAA", detail__view="dicomweb")
     assert views.count() == 1 and views.get().actor_user_id == alice.pk
+
+
+def test_open_in_advanced_viewer_copies_once_then_opens_ohif(alice, bob, trust_a, ct_files, monkeypatch):
+    study = ct_files[0].parent.name
+    queued = []
+    monkeypatch.setattr("dicomweb.tasks.stage_staff_copy.delay", lambda *args: queued.append(args))
+    staff_client = signed_in(alice)
+    assert b"Copy it and open the viewer" in staff_client.get(f"/trusts/RAA/studies/{study}/advanced-viewer/").content
+    page = staff_client.post(f"/trusts/RAA/studies/{study}/advanced-viewer/", follow=True)
+    assert b"Copying the study" in page.content and queued == [(trust_a.pk, study)]
+    staff_client.post(f"/trusts/RAA/studies/{study}/advanced-viewer/")
+    assert len(queued) == 1  # already on its way
+    assert signed_in(bob).post(f"/trusts/RAA/studies/{study}/advanced-viewer/").status_code == 404
+    folder = staff.copy_dir(trust_a, study)
+    (folder / staff.READY).write_text("6")
+    opened = staff_client.get(f"/trusts/RAA/studies/{study}/advanced-viewer/")
+    assert opened.status_code == 302 and opened["Location"].startswith("/ohif/trusts/RAA/viewer?StudyInstanceUIDs=")
