@@ -8,6 +8,14 @@ WORKDIR /build
 COPY package.json package-lock.json ./
 COPY frontend/vendor.py frontend/vendor.py
 RUN npm ci --ignore-scripts --no-audit --no-fund && python frontend/vendor.py
+# OHIF's published build (package.json "prebuilt", integrity pinned) through Debian's npm, at build time
+# only: the running image has no Node.js and fetches nothing.
+FROM python:3.11-slim-bookworm AS ohif
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/*
+WORKDIR /build
+COPY package.json ./
+COPY frontend/ohif.py frontend/ohif.py
+RUN python frontend/ohif.py
 
 FROM python:3.11-slim-bookworm
 
@@ -22,6 +30,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 COPY --chown=portal:portal . .
 COPY --from=frontend --chown=portal:portal /build/frontend/build /app/frontend/build
+COPY --from=ohif --chown=portal:portal /build/frontend/ohif /app/frontend/ohif
 # collectstatic needs settings to load; the key is a build-time throwaway, never used at run time.
 RUN SECRET_KEY=build-only-not-secret DEBUG=0 ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
     && mkdir -p /app/var /spool /audit-digests && chown -R portal:portal /app/var /spool /audit-digests

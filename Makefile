@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 # Front-end builds from npm (package.json, pinned by package-lock.json), copied into frontend/build/ and
 # served as our own static files (docs/ui.md). Reinstalled when the lock file or the copy script changes.
 FRONTEND_STAMP := frontend/build/.installed-$(shell cat package-lock.json frontend/vendor.py | sha256sum | cut -c1-12)
+# OHIF's published build (package.json "prebuilt", pinned with its integrity), fetched by npm into
+# frontend/ohif/ and served as our own files (docs/dicomweb.md). Reinstalled when the pin or the script changes.
+OHIF_STAMP := frontend/ohif/.stamp-$(shell cat package.json frontend/ohif.py | sha256sum | cut -c1-12)
 PYTEST_ARGS ?= -n 2
 DEMO_ENV := DEBUG=1
 
@@ -22,7 +25,11 @@ $(FRONTEND_STAMP): package.json package-lock.json frontend/vendor.py
 	$(PYTHON) frontend/vendor.py
 	@touch $@
 
-venv: $(STAMP) $(FRONTEND_STAMP)
+$(OHIF_STAMP): package.json frontend/ohif.py
+	$(PYTHON) frontend/ohif.py
+	@rm -f frontend/ohif/.stamp-* && touch $@
+
+venv: $(STAMP) $(FRONTEND_STAMP) $(OHIF_STAMP)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -48,4 +55,4 @@ demo: migrate
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(DEMO_ENV) $(BIN)/honcho --procfile Procfile.demo start
 
 clean:
-	rm -rf var/ $(VENV) node_modules/ frontend/build/
+	rm -rf var/ $(VENV) node_modules/ frontend/build/ frontend/ohif/

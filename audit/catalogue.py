@@ -177,6 +177,32 @@ SECOND_OPINION_FILED = _spec(
     "the opinion's Basic Text SR stored at the source gateway; detail.share_link, detail.opinion",
 )
 
+WRITE_BACK_RECEIVED = _spec(
+    "write-back received",
+    EventID.IMPORT,
+    Action.CREATE,
+    LocalEventType.SECOND_OPINION,
+    "trust actor",
+    "an SR, key object selection or segmentation the consultant's viewer sent by STOW-RS into review "
+    "(outcome 0), or refused with its reason (outcome 4, detail.reason); detail.share_link, detail.sop",
+)
+WRITE_BACK_APPROVED = _spec(
+    "write-back approval",
+    EventID.IMPORT,
+    Action.UPDATE,
+    LocalEventType.SECOND_OPINION,
+    "trust study_uids",
+    "the link's creator (or an imaging manager) asked for a reviewed object to be filed in the source PACS",
+)
+WRITE_BACK_FILED = _spec(
+    "write-back filing",
+    EventID.INSTANCES_TRANSFERRED,
+    Action.CREATE,
+    LocalEventType.SECOND_OPINION,
+    "trust study_uids",
+    "a reviewed write-back stored at the source gateway; detail.share_link, detail.write_back, detail.approved_by",
+)
+
 # --- the audit trail itself -----------------------------------------------------------------------
 AUDIT_LOG_READ = _spec("audit log read", EventID.AUDIT_LOG_USED, Action.READ)
 AUDIT_LOG_EXPORTED = _spec("audit log export", EventID.EXPORT, Action.READ, description="detail.format, filters")

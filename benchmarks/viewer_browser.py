@@ -239,7 +239,8 @@ class Bench:
         """A new link, staged and ready; returns its token."""
         from django.utils import timezone
 
-        from sharing import rendering, services, staged, staging
+        from dicomkit import rendering, staged
+        from sharing import services, staging
         from sharing.models import ShareLink, Staging
 
         link, url = services.share_link_create(
@@ -271,6 +272,7 @@ class Bench:
         page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(f"/s/{token}")
+        page.click("#open-link button")
         page.wait_for_url("**/s/code/")
         form_token = page.locator("input[name=share_form_token]").first.get_attribute("value")
         # The form's post, made from the same context (its cookies), so the redirect to the viewer is

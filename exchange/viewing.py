@@ -21,7 +21,7 @@ from django.db import transaction
 
 from audit import catalogue
 from audit.context import Actor
-from dicomkit import GatewayError, rendering, staged
+from dicomkit import GatewayError, rendering, staged, webindex
 from directory.access import GatewayBusy, Work, gateway_access
 from directory.models import Trust
 
@@ -108,6 +108,7 @@ def stage(trust_id: int, study_uid: str) -> int:
         shutil.rmtree(incoming, ignore_errors=True)
     if count:
         staged.manifest(folder)  # built now, in the worker, not on the first page load
+        webindex.warm(folder)  # the DICOMweb index the advanced viewer reads (dicomweb/)
         (folder / READY).write_text(str(count), encoding="utf-8")
     else:
         (folder / FAILED).write_text(f"The PACS of {trust.ods_code} holds no images of this study.", "utf-8")
@@ -122,6 +123,14 @@ def fail(trust_id: int, study_uid: str, reason: str) -> None:
     (folder / STAGING).unlink(missing_ok=True)
 
 
+def ready_folders(trust: Trust) -> list[Path]:
+    """The trust's copies that are ready to read (the staff DICOMweb root's scope)."""
+    base = _root() / trust.ods_code
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if (p / READY).exists())
+
+
 def purge_stale(now: float | None = None) -> int:
     """Delete copies not opened for STAFF_VIEW_KEEP_SECONDS (beat). Returns how many went."""
     now = now or time.time()
@@ -133,6 +142,7 @@ def purge_stale(now: float | None = None) -> int:
             newest = max((m.stat().st_mtime for m in markers if m.exists()), default=folder.stat().st_mtime)
             if now - newest > keep:
                 staged.forget(folder)
+                webindex.forget(folder)
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
     return removed

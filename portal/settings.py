@@ -533,7 +533,8 @@ SHARE_LINK_COOKIE_NAME = "__Host-share_session" if SHARE_LINK_COOKIE_SECURE else
 if SHARE_LINK_DEFAULT_HOURS < 1 or SHARE_LINK_MAX_CODE_FAILURES < 1 or SHARE_LINK_GUESS_LIMIT < 1:
     raise ImproperlyConfigured("SHARE_LINK_* settings: default hours, code failures and guess limit must be >= 1.")
 CELERY_TASK_ROUTES.update({"sharing.*": {"queue": "routine"}})
-# Staff viewing their own trust's studies (exchange/viewing.py): the copy is kept this long after its last use.
+# Staff viewing their own trust's studies (exchange/viewing.py, for the built-in viewer and the advanced
+# viewer alike): the copy is kept this long after its last use.
 STAFF_VIEW_KEEP_SECONDS = env.int("STAFF_VIEW_KEEP_SECONDS", default=3600)
 CELERY_TASK_ROUTES.update({"exchange.stage_study_view": {"queue": "routine"}})
 CELERY_BEAT_SCHEDULE["exchange-purge-staff-views"] = {
@@ -541,6 +542,20 @@ CELERY_BEAT_SCHEDULE["exchange-purge-staff-views"] = {
     "schedule": 600.0,
     "options": {"queue": "default"},
 }
+
+# DICOMweb under a capability and the advanced viewer (dicomweb/, docs/dicomweb.md).
+INSTALLED_APPS.append("dicomweb")
+# A consultant's bearer token for their own viewer lives this long (never past its link's expiry).
+DICOMWEB_TOKEN_HOURS = env.int("DICOMWEB_TOKEN_HOURS", default=24)
+if DICOMWEB_TOKEN_HOURS < 1 or STAFF_VIEW_KEEP_SECONDS < 60:
+    raise ImproperlyConfigured("DICOMWEB_TOKEN_HOURS must be >= 1 and STAFF_VIEW_KEEP_SECONDS >= 60.")
+# The largest STOW-RS request a consultant's viewer may send back into review (segmentations can be big).
+DICOMWEB_STOW_MAX_BYTES = env.int("DICOMWEB_STOW_MAX_BYTES", default=512 * 1024 * 1024)
+CELERY_TASK_ROUTES.update({"dicomweb.*": {"queue": "routine"}})
+# OHIF's published build (frontend/ohif.py installs it at `make venv` and in the Dockerfile). Its bundles
+# expect the site root, so WhiteNoise serves OHIF_DIR/dist there; its pages are dicomweb.ohif's.
+OHIF_DIR = Path(env.str("OHIF_DIR", default=str(BASE_DIR / "frontend" / "ohif")))
+WHITENOISE_ROOT = OHIF_DIR / "dist"
 CELERY_BEAT_SCHEDULE["sharing-purge"] = {
     "task": "sharing.purge_share_links",
     "schedule": float(SHARE_LINK_PURGE_SECONDS),

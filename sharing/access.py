@@ -130,11 +130,11 @@ def _guess_key(request: HttpRequest) -> str:
     return f"sharing:guesses:{client_ip(request) or 'unknown'}"
 
 
-def _guessing_blocked(request: HttpRequest) -> bool:
+def guessing_blocked(request: HttpRequest) -> bool:
     return (cache.get(_guess_key(request)) or 0) >= settings.SHARE_LINK_GUESS_LIMIT
 
 
-def _note_guess(request: HttpRequest) -> None:
+def note_guess(request: HttpRequest) -> None:
     key = _guess_key(request)
     if not cache.add(key, 1, timeout=settings.SHARE_LINK_GUESS_WINDOW):
         try:
@@ -146,14 +146,15 @@ def _note_guess(request: HttpRequest) -> None:
 # --- the token exchange ------------------------------------------------------------------------------
 
 
-def open_link(request: HttpRequest, token: str) -> str:
-    """Exchange a link token for a new browser session; returns the session key for the cookie ('' when
-    the browser already holds a session of this link).
+def link_for_token(request: HttpRequest, token: str) -> ShareLink:
+    """The usable link a token names, changing nothing: what answers a plain GET of the emailed URL.
 
-    Raises Denied: 429 while the address is rate limited, 404 for an unknown token, 410 for a link that
-    can no longer be used. Every one of those is on the audit trail; the token itself never is.
+    Email scanners and link previews fetch that URL before the consultant does, so reading it must not
+    start a session, send a code or put an "open" on the trail (issue #21). Raises Denied: 429 while the
+    address is rate limited, 404 for an unknown token, 410 for a link that can no longer be used; those
+    refusals are security events, as before (the token itself is never recorded).
     """
-    if _guessing_blocked(request):
+    if guessing_blocked(request):
         # Once per address per window: a flood of refused requests must not become a flood of audit rows.
         if cache.add(_guess_key(request) + ":alerted", 1, timeout=settings.SHARE_LINK_GUESS_WINDOW):
             security_alert(request, "rate limited")
@@ -162,12 +163,25 @@ def open_link(request: HttpRequest, token: str) -> str:
     if tokens.looks_like_token(token):
         link = ShareLink.objects.select_related("trust").filter(token_hash=tokens.token_hash(token)).first()
     if link is None:
-        _note_guess(request)
+        note_guess(request)
         security_alert(request, "unknown token")
         raise Denied(404, "Link not found", "This link is not valid. Check that you copied all of it.")
     check_usable(request, link)
+    return link
+
+
+def holds_session_of(request: HttpRequest, link: ShareLink) -> bool:
     current = session_from(request)
-    if current is not None and current.link_id == link.pk:
+    return current is not None and current.link_id == link.pk
+
+
+def open_link(request: HttpRequest, token: str) -> str:
+    """Exchange a link token for a new browser session and email the code; returns the session key for
+    the cookie ('' when the browser already holds a session of this link). Only on the consultant's
+    explicit action (a POST from the link's page), never on a plain GET. Raises Denied as
+    `link_for_token` does."""
+    link = link_for_token(request, token)
+    if holds_session_of(request, link):
         # The consultant clicked the emailed link again in the same browser: keep their session (and
         # spare them a new code), but the open is still on the trail.
         accessed(request, link, "open", reopened=True)
@@ -282,11 +296,17 @@ def note_series_viewed(request: HttpRequest, session: ShareSession, path: Path) 
     """
     stat = path.stat()
     study_uid, series_uid = _series_of(str(path), stat.st_mtime_ns)
+    note_series(request, session, study_uid, series_uid)
+
+
+def note_series(request: HttpRequest, session: ShareSession, study_uid: str, series_uid: str) -> None:
+    """`note_series_viewed` for a caller that knows the series already (the DICOMweb endpoints)."""
     if not series_uid or series_uid in session.series_seen:
         return
     with transaction.atomic():
         locked = ShareSession.objects.select_for_update().get(pk=session.pk)
         if series_uid in locked.series_seen:
+            session.series_seen = locked.series_seen
             return
         locked.series_seen = [*locked.series_seen, series_uid]
         locked.save(update_fields=["series_seen"])

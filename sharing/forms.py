@@ -23,6 +23,10 @@ class ShareLinkForm(forms.Form):
     )
     expires_in_hours = forms.IntegerField(min_value=1, label="Expires after (hours)")
     allow_download = forms.BooleanField(required=False, label="Allow the consultant to download the DICOM files")
+    allow_write_back = forms.BooleanField(
+        required=False,
+        label="Let the consultant's viewer send back reports, key images and segmentations for you to review",
+    )
 
     def __init__(self, *args, trust, studies: list[dict] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

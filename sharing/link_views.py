@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from dicomkit import rendering, staged
 
-from . import access, services
+from . import access, capabilities, services
 from .access import Denied
 from .forms import CodeForm, OpinionForm
 from .staging import share_dir
@@ -82,17 +82,29 @@ def _set_cookie(response: HttpResponse, key: str) -> None:
 
 
 @link_page
-@require_GET
+@csrf_exempt  # the token in the address is the unguessable part; see open_link's docstring
+@require_http_methods(["GET", "POST"])
 def open_link(request: HttpRequest, token: str) -> HttpResponse:
-    """The emailed link: exchange the token for a session cookie, then leave the token's URL at once."""
+    """The emailed link. A GET only shows a page with a button (scanners and previews open links before
+    people do, and must spend nothing); the button's POST exchanges the token for a session cookie,
+    emails the code and leaves the token's URL at once.
+
+    No CSRF token: the POST carries the link token in its address, which a forging site would need to
+    know, and the session it makes is the poster's own."""
     try:
-        key = access.open_link(request, token)
+        if request.method == "GET":
+            link = access.link_for_token(request, token)
+            if access.holds_session_of(request, link):
+                response = HttpResponseRedirect(reverse("sharing:viewer"))
+            else:
+                response = render(request, "sharing/link/landing.html", {"link": link})
+        else:
+            key = access.open_link(request, token)
+            response = HttpResponseRedirect(reverse("sharing:viewer"))
+            if key:
+                _set_cookie(response, key)
     except Denied as denied:
         response = plain(request, denied)
-    else:
-        response = HttpResponseRedirect(reverse("sharing:viewer"))
-        if key:
-            _set_cookie(response, key)
     # Django would log a 4xx here with the path, token and all; our request log line redacts it instead.
     response._has_been_logged = True  # type: ignore[attr-defined]
     return response
@@ -113,6 +125,8 @@ def viewer(request: HttpRequest) -> HttpResponse:
         "opinion_url": reverse("sharing:opinion"),
         "status_url": reverse("sharing:status"),
         "download_url": reverse("sharing:download") if link.allow_download else None,
+        "advanced_viewer_url": "/ohif/s/viewer?StudyInstanceUIDs=" + ",".join(link.study_instance_uids),
+        "own_viewer_url": reverse("sharing:dicomweb"),
         "presets": rendering.PRESETS,
     }
     return render(request, "sharing/viewer.html", context)
@@ -274,3 +288,23 @@ def status(request: HttpRequest) -> HttpResponse:
     except Denied as denied:
         return JsonResponse({"ok": False, "title": denied.title, "message": denied.message}, status=denied.status)
     return JsonResponse({"ok": True})
+
+
+@csrf_exempt  # access.check_form_token instead: see its docstring
+@require_http_methods(["GET", "POST"])
+def dicomweb_access(request: HttpRequest) -> HttpResponse:
+    """For the consultant's own viewer (Weasis, 3D Slicer, a script): the DICOMweb root and, on the
+    button's POST, a bearer token shown once (docs/dicomweb.md)."""
+    session = access.require_session(request)
+    context = {
+        "link": session.link,
+        "root": request.build_absolute_uri("/dicomweb"),
+        "share_form_token": access.form_token(request),
+    }
+    if request.method == "POST":
+        access.check_form_token(request)
+        try:
+            context["token"], context["token_row"] = capabilities.token_mint(request, session)
+        except ValidationError as exc:
+            context["error"] = " ".join(exc.messages)
+    return render(request, "sharing/link/dicomweb.html", context, status=400 if "error" in context else 200)

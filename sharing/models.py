@@ -28,6 +28,9 @@ class ShareLink(models.Model):
     recipient_email = models.EmailField()
     purpose = models.TextField()
     allow_download = models.BooleanField(default=False)
+    # The consultant's viewer may send back SR, key object selections and segmentations (STOW-RS) into
+    # a review area; the link's creator files them into the source PACS (issue #21). Off by default.
+    allow_write_back = models.BooleanField(default=False)
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
@@ -125,3 +128,55 @@ class SecondOpinion(models.Model):
 
     def __str__(self) -> str:
         return f"Second opinion {self.pk} on share link {self.link_id}"
+
+
+class DicomWebToken(models.Model):
+    """A bearer capability for the link's DICOMweb root (docs/dicomweb.md), minted by a consultant's
+    verified session for viewers that cannot carry its cookie. Only its hash is stored; it answers only
+    while its link and session do, and never beyond its own expiry."""
+
+    session = models.ForeignKey(ShareSession, on_delete=models.CASCADE, related_name="dicomweb_tokens")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"DICOMweb token {self.pk} of share session {self.session_id}"
+
+
+class WriteBack(models.Model):
+    """An object the consultant's viewer sent back (an SR, a key object selection, a segmentation), held for
+    review until the link's creator files it into the source PACS (sharing.writeback)."""
+
+    class Status(models.TextChoices):
+        HELD = "held", "Waiting for review"
+        FILING = "filing", "Filing into the source PACS"
+        FILED = "filed", "Filed in the source PACS"
+        FAILED = "failed", "Filing failed"
+
+    link = models.ForeignKey(ShareLink, on_delete=models.PROTECT, related_name="write_backs")
+    kind = models.CharField(max_length=16)  # sr, kos, seg
+    sop_class_uid = models.CharField(max_length=64)
+    sop_instance_uid = models.CharField(max_length=64)
+    study_instance_uid = models.CharField(max_length=64)
+    series_instance_uid = models.CharField(max_length=64)
+    summary = models.JSONField(default=dict)  # a readable rendering made on arrival
+    path = models.CharField(max_length=500)
+    size = models.PositiveBigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    received_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.HELD)
+    filed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    filing_attempts = models.PositiveIntegerField(default=0)
+    filing_error = models.TextField(blank=True)
+    filed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["received_at"]
+        constraints = [models.UniqueConstraint(fields=["link", "sop_instance_uid"], name="one_write_back_per_sop")]
+
+    def __str__(self) -> str:
+        return f"{self.kind.upper()} {self.sop_instance_uid} sent back on share link {self.link_id}"

@@ -18,6 +18,7 @@ class ShareLinkCreateSerializer(serializers.Serializer):
     recipient_name = serializers.CharField(max_length=200)
     expires_in_hours = serializers.IntegerField(min_value=1, required=False)
     allow_download = serializers.BooleanField(default=False)
+    allow_write_back = serializers.BooleanField(default=False)
     purpose = serializers.CharField(max_length=2000)
 
 
@@ -37,6 +38,7 @@ class ShareLinkSerializer(serializers.ModelSerializer):
             "recipient_name",
             "purpose",
             "allow_download",
+            "allow_write_back",
             "created_by",
             "created_at",
             "expires_at",

@@ -112,6 +112,7 @@ def share_link_create(
     created_by,
     expires_in_hours: int | None = None,
     allow_download: bool = False,
+    allow_write_back: bool = False,
     actor: Actor | None = None,
     studies: list[dict] | None = None,
 ) -> tuple[ShareLink, str]:
@@ -133,6 +134,7 @@ def share_link_create(
         recipient_email=data["recipient_email"],
         purpose=data["purpose"],
         allow_download=bool(allow_download),
+        allow_write_back=bool(allow_write_back),
         token_hash=tokens.token_hash(token),
         expires_at=timezone.now() + timedelta(hours=data["hours"]),
         studies=[s for uid in uids for s in (studies or []) if s.get("study_instance_uid") == uid][: len(uids)],
@@ -142,7 +144,12 @@ def share_link_create(
         trust=trust.ods_code,
         study_uids=uids,
         reason=data["purpose"],
-        detail={"share_link": link.pk, "recipient": link.recipient_email, "expires_at": link.expires_at.isoformat()},
+        detail={
+            "share_link": link.pk,
+            "recipient": link.recipient_email,
+            "expires_at": link.expires_at.isoformat(),
+            "write_back": link.allow_write_back,
+        },
     )
     url = link_url(token)
     transaction.on_commit(lambda: _send_link_email(link, url))
@@ -330,13 +337,8 @@ def opinion_file(opinion_id: int) -> str:
     paths = sorted(opinion_dir(opinion.pk).glob("*.dcm"))
     if not paths:
         return _filing_failed(opinion, "The SR documents were not found in the spool.")
-    with gateway_access(opinion.link.gateway, work=Work.FILING, subject=f"second opinion {opinion.pk}") as client:
-        SecondOpinion.objects.filter(pk=opinion.pk).update(filing_attempts=F("filing_attempts") + 1)
-        results = client.store(paths)
-    refused = [r for r in results if not r.ok]
-    if refused:
-        message = "; ".join(f"{r.sop_instance_uid}: {r.message or r.status}" for r in refused)
-        raise GatewayError(message, permanent=all(r.permanent for r in refused))
+    SecondOpinion.objects.filter(pk=opinion.pk).update(filing_attempts=F("filing_attempts") + 1)
+    store_at_source(opinion.link.gateway, paths, subject=f"second opinion {opinion.pk}")
     with transaction.atomic():
         SecondOpinion.objects.filter(pk=opinion.pk).update(
             filing_status=Filing.FILED, filed_at=timezone.now(), filing_error=""
@@ -362,6 +364,18 @@ def opinion_filing_note(opinion_id: int, error: str) -> None:
 def opinion_filing_failed(opinion_id: int, reason: str) -> str:
     """Filing gave up (a permanent refusal, or the retry window passed): the reason is on the opinion."""
     return _filing_failed(SecondOpinion.objects.get(pk=opinion_id), reason)
+
+
+def store_at_source(gateway: Gateway, paths: list[Path], *, subject: str) -> None:
+    """Store documents of a link (an opinion's SR, a reviewed write-back) at the link's source gateway (C-STORE
+    or STOW-RS, as it is configured), holding one of its slots. Raises GatewayError (see `.permanent`;
+    GatewayBusy while the gateway is full) for the task's one retry policy (directory.access.retry_task)."""
+    with gateway_access(gateway, work=Work.FILING, subject=subject) as client:
+        results = client.store(paths)
+    refused = [r for r in results if not r.ok]
+    if refused:
+        message = "; ".join(f"{r.sop_instance_uid}: {r.message or r.status}" for r in refused)
+        raise GatewayError(message, permanent=all(r.permanent for r in refused))
 
 
 def _filing_failed(opinion: SecondOpinion, reason: str) -> str:

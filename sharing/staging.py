@@ -169,11 +169,13 @@ def _finish(link: ShareLink, folder: Path, missing_studies: list[str]) -> str:
 
 
 def _warm_manifest(folder: Path) -> None:
-    """Build the viewer's manifest now, in the worker, rather than on the consultant's first page load."""
+    """Build the viewer's manifest and the DICOMweb index (dicomkit.webindex) now, in the worker, rather
+    than on the consultant's first page load or metadata call."""
     try:
-        from dicomkit import staged
+        from dicomkit import staged, webindex
 
         staged.manifest(folder)
+        webindex.warm(folder)
     except Exception:
         log.exception("share_manifest_warm_failed", folder=str(folder))
 

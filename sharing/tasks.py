@@ -13,8 +13,8 @@ from dicomkit import GatewayError
 from directory import access
 from directory.access import Work
 
-from . import services, staging
-from .models import SecondOpinion, ShareLink
+from . import services, staging, writeback
+from .models import SecondOpinion, ShareLink, WriteBack
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,24 @@ def file_second_opinion(self, opinion_id: int, gateway_retry: dict | None = None
             work=Work.FILING,
             give_up=partial(services.opinion_filing_failed, opinion_id),
             note=partial(services.opinion_filing_note, opinion_id),
+        )
+
+
+@shared_task(
+    bind=True, name="sharing.file_write_back", max_retries=None, acks_late=True, **access.time_limits(Work.FILING)
+)
+def file_write_back(self, write_back_id: int, gateway_retry: dict | None = None) -> str:
+    try:
+        return writeback.writeback_file(write_back_id)
+    except WriteBack.DoesNotExist:
+        return "no such write-back"
+    except (GatewayError, SoftTimeLimitExceeded) as exc:
+        return access.retry_task(
+            self,
+            exc,
+            work=Work.FILING,
+            give_up=partial(writeback.filing_failed, write_back_id),
+            note=partial(writeback.filing_note, write_back_id),
         )
 
 

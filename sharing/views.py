@@ -15,7 +15,7 @@ from directory.models import Trust
 from exchange.views import patient_studies
 from portal.forms import add_service_errors
 
-from . import selectors, services
+from . import selectors, services, writeback
 from .forms import ShareLinkForm
 from .models import ShareLink
 
@@ -100,6 +100,7 @@ def share_link_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "accesses": selectors.share_link_access_rows(link),
         "patients": _patients(link.studies),
         "opinions": link.opinions.all(),
+        "write_backs": link.write_backs.all(),
         "may_revoke": perms.may_manage_share_link(request.user, link) and not link.revoked_at,
         "refresh": link.state == "staging",
     }
@@ -112,4 +113,15 @@ def share_link_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     link: ShareLink = perms.get_visible_or_404(selectors.share_link_list(user=request.user), pk=pk)
     services.share_link_revoke(link=link, user=request.user, actor=actor_from_request(request))
     messages.success(request, "The link is revoked; its staged copy is deleted.")
+    return redirect("sharing:detail", pk=link.pk)
+
+
+@login_required
+@require_POST
+def write_back_file(request: HttpRequest, pk: int, write_back_id: int) -> HttpResponse:
+    """File an object the consultant's viewer sent back into the source PACS: the reviewer's one action."""
+    link: ShareLink = perms.get_visible_or_404(selectors.share_link_list(user=request.user), pk=pk)
+    row = perms.get_visible_or_404(link.write_backs.all(), pk=write_back_id)
+    writeback.writeback_approve(write_back=row, user=request.user, actor=actor_from_request(request))
+    messages.success(request, f"Filing it into {link.gateway.name}; this page shows when it is done.")
     return redirect("sharing:detail", pk=link.pk)

@@ -122,9 +122,10 @@ def post(client: Client, path: str, data: dict, **extra):
 
 
 def opened(created: Created, client: Client | None = None, **extra) -> Client:
-    """A consultant's browser that exchanged the token (second factor not yet passed)."""
+    """A consultant's browser that pressed the link page's button: token exchanged, code emailed (second
+    factor not yet passed)."""
     client = client or Client()
-    response = client.get(created.path, **extra)
+    response = client.post(created.path, **extra)
     assert response.status_code == 302, response.content
     return client
 

@@ -88,6 +88,7 @@ def test_a_consultant_views_a_shared_ct_and_returns_an_opinion_filed_in_the_sour
     errors: list[str] = []
     viewer.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     viewer.goto(url)
+    viewer.click("#open-link button")  # the page of the link changes nothing until the consultant acts
     viewer.wait_for_url("**/s/code/")
     assert "/s/" + url.rsplit("/s/", 1)[1] not in viewer.url  # the token has left the address bar
     viewer.fill("input[name=code]", emailed_code())

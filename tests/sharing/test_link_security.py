@@ -45,7 +45,7 @@ def test_the_url_carries_no_patient_data(ready_link):
 def test_opening_the_link_sets_a_cookie_and_leaves_the_token_url(ready_link, django_capture_on_commit_callbacks):
     client = Client()
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.get(ready_link.path)
+        response = client.post(ready_link.path)
     assert response.status_code == 302 and response["Location"] == "/s/"
     assert_link_headers(response)
     cookie = response.cookies["share_session"]
@@ -117,7 +117,7 @@ def test_token_guessing_is_rate_limited_per_address(ready_link, settings):
     # The sixth attempt from that address is refused before any lookup, even with the real token...
     assert client.get(ready_link.path).status_code == 429
     # ...while another address is unaffected.
-    assert Client(REMOTE_ADDR="198.51.100.1").get(ready_link.path).status_code == 302
+    assert Client(REMOTE_ADDR="198.51.100.1").get(ready_link.path).status_code == 200
     for _ in range(3):  # more refusals, but no more audit rows: the chain is not the attacker's to flood
         assert client.get(ready_link.path).status_code == 429
     assert AuditEvent.objects.filter(event_id=SECURITY, detail__what="rate limited").count() == 1
@@ -236,9 +236,37 @@ def test_link_forms_need_the_session_bound_form_token(consultant, ready_link):
     assert not SecondOpinion.objects.exists()
 
 
-def test_reopening_the_link_in_the_same_browser_keeps_the_session(consultant, ready_link):
-    response = consultant.get(ready_link.path)
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_reopening_the_link_in_the_same_browser_keeps_the_session(consultant, ready_link, method):
+    response = getattr(consultant, method)(ready_link.path)
     assert response.status_code == 302 and response["Location"] == "/s/"
     assert "share_session" not in response.cookies
     assert consultant.get("/s/").status_code == 200
     assert ShareSession.objects.filter(link=ready_link.link).count() == 1
+
+
+def test_a_scanner_fetching_the_link_leaves_it_and_its_code_usable(ready_link, django_capture_on_commit_callbacks):
+    """Email scanners and link previews fetch the link (and what it links to) before the consultant does:
+    that must start no session, send no code and put no open on the trail (issue #21)."""
+    scanner = Client(REMOTE_ADDR="192.0.2.50", HTTP_USER_AGENT="SafeLinks scanner")
+    sent_before = len(mail.outbox)
+    with django_capture_on_commit_callbacks(execute=True):
+        page = scanner.get(ready_link.path)
+        scanner.head(ready_link.path)
+        for followed in ("/s/", "/s/code/", "/s/manifest.json"):
+            assert scanner.get(followed).status_code == 404
+    assert page.status_code == 200 and b'id="open-link"' in page.content
+    assert "share_session" not in page.cookies
+    assert_link_headers(page)
+    link = ShareLink.objects.get(pk=ready_link.link.pk)
+    assert not ShareSession.objects.exists() and not link.code_hash and link.code_sent_at is None
+    assert len(mail.outbox) == sent_before
+    assert not link_events(link, ACCESSED).exists() and not link_events(link, SECURITY).exists()
+
+    # The consultant, later: the button sends the code, which opens the images.
+    consultant = Client(REMOTE_ADDR="198.51.100.20")
+    with django_capture_on_commit_callbacks(execute=True):
+        opened(ready_link, consultant)
+    assert post(consultant, "/s/code/", {"code": emailed_code()})["Location"] == "/s/"
+    assert consultant.get("/s/manifest.json").status_code == 200
+    assert [e.client_ip for e in link_events(link, ACCESSED).filter(detail__what="open")] == ["198.51.100.20"]

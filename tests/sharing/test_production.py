@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 def test_over_https_the_session_cookie_is_a_host_prefixed_secure_cookie(ready_link, settings):
     settings.SHARE_LINK_COOKIE_SECURE = True
     settings.SHARE_LINK_COOKIE_NAME = "__Host-share_session"
-    response = Client().get(ready_link.path, secure=True)
+    response = Client().post(ready_link.path, secure=True)
     cookie = response.cookies["__Host-share_session"]
     # What browsers demand of a __Host- cookie: Secure, Path=/ and no Domain.
     assert cookie["secure"] and cookie["path"] == "/" and not cookie["domain"] and cookie["httponly"]

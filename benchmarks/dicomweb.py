@@ -1,0 +1,197 @@
+"""DICOMweb through a share link's bearer capability, as an outside client sees it.
+
+    .venv/bin/python benchmarks/dicomweb.py [--slices 300] [--size 512] [--runs 30]
+
+On a throwaway SQLite database and spool it builds a synthetic CT, a trust, a clinician and a share link
+staged as the staging task leaves it (flat `<SOPInstanceUID>.dcm` files, the viewer's manifest and the
+DICOMweb index), a verified link session and a bearer token minted from it; serves the portal from a
+threaded WSGI server on 127.0.0.1 (Django's LiveServerThread); and times, with dicomweb-client (one
+HTTP connection kept alive, as a viewer does):
+
+* QIDO-RS of the study's instances (all `--slices`), and of its studies and series;
+* WADO-RS metadata of the whole study;
+* frames: frame 1 of every instance, one request after another, per second.
+
+Each request re-reads the token, its session and its link, as in production. Medians over `--runs`
+(after one warm-up call). Targets (issue #21): QIDO-RS and metadata under 100 ms median, frames at 30 or
+more a second to one client. Figures are printed and written to benchmarks/results/dicomweb.json, with
+the machine's load average (on a shared machine it moves them). Exit status 1 if a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+WORK = Path(tempfile.mkdtemp(prefix="dicomweb-bench-"))
+os.environ["DATABASE_URL"] = f"sqlite:///{WORK / 'bench.sqlite3'}"
+os.environ["SPOOL_DIR"] = str(WORK / "spool")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+os.environ.setdefault("DEBUG", "1")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
+
+QIDO_TARGET_MS = 100.0
+METADATA_TARGET_MS = 100.0
+FRAMES_TARGET_PER_S = 30.0
+RESULTS = ROOT / "benchmarks" / "results" / "dicomweb.json"
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def median_ms(call, runs: int) -> tuple[float, float, float]:
+    call()  # warm-up: the first call of a process loads the index into memory
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - began) * 1000)
+    return statistics.median(times), min(times), max(times)
+
+
+def staged_link(files: list[Path]) -> str:
+    """A link staged as the task leaves it, a verified session, and a bearer token minted by it."""
+    from django.test import RequestFactory
+    from django.utils import timezone
+
+    from accounts.models import Membership, User
+    from dicomkit import webindex
+    from directory.models import Gateway, Trust
+    from sharing import capabilities, services, staged, staging, tokens
+    from sharing.models import ShareLink, ShareSession, Staging
+
+    services._enqueue_staging = lambda link_id: None  # no broker: staged below, as the task leaves it
+    trust = Trust.objects.create(ods_code="RDW", name="DICOMweb Benchmark Trust")
+    Gateway.objects.create(
+        trust=trust, name="Edge", ae_title="BENCH_EDGE", host="127.0.0.1", port=4250, retrieve_method="c-get"
+    )
+    clinician = User.objects.create_user(email="clinician@example.invalid", password=None)
+    Membership.objects.create(user=clinician, trust=trust, role="clinician")
+    link, _ = services.share_link_create(
+        trust=trust,
+        study_instance_uids=[files[0].parent.name],
+        recipient_email="consultant@elsewhere.example",
+        recipient_name="Dr Chidi Okafor",
+        purpose="DICOMweb benchmark",
+        created_by=clinician,
+    )
+    folder = staging.share_dir(link.pk)
+    folder.mkdir(parents=True)
+    for path in files:
+        os.link(path, folder / path.name)
+    staged.manifest(folder)
+    webindex.warm(folder)
+    ShareLink.objects.filter(pk=link.pk).update(
+        staging_status=Staging.READY, instances_total=len(files), instances_staged=len(files), staged_at=timezone.now()
+    )
+    session = ShareSession.objects.create(
+        link=link, key_hash=tokens.token_hash("bench-session"), verified_at=timezone.now()
+    )
+    request = RequestFactory().post("/s/dicomweb/", REMOTE_ADDR="127.0.0.1")
+    token, _ = capabilities.token_mint(request, session)
+    return token
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    logging.getLogger("django.request").setLevel(logging.ERROR)
+    from dicomweb_client.api import DICOMwebClient
+    from django.core.management import call_command
+    from django.test.testcases import LiveServerThread
+
+    from dicomkit.sim.synthetic import make_study
+
+    call_command("migrate", verbosity=0)
+    began = time.perf_counter()
+    size = {"rows": args.size, "columns": args.size}
+    files = make_study(WORK / "study", modality="CT", n_instances=args.slices, seed=3, **size)
+    print(f"built {args.slices} slices of {args.size}x{args.size} CT in {time.perf_counter() - began:.1f} s")
+    token = staged_link(files)
+    server = LiveServerThread("127.0.0.1", lambda app: app)
+    server.daemon = True
+    server.start()
+    server.is_ready.wait()
+    if server.error:
+        raise server.error
+    base = f"http://127.0.0.1:{server.port}/dicomweb"
+    print(f"serving on {base} (threaded WSGI, DEBUG=1, SQLite); {load()}\n", flush=True)
+    client = DICOMwebClient(url=base, headers={"Authorization": f"Bearer {token}"})
+    study = files[0].parent.name
+    try:
+        (series,) = client.search_for_series(study)
+        series_uid = series["0020000E"]["Value"][0]
+        figures = {
+            "qido_instances_ms": median_ms(lambda: client.search_for_instances(study), args.runs),
+            "qido_studies_ms": median_ms(client.search_for_studies, args.runs),
+            "qido_series_ms": median_ms(lambda: client.search_for_series(study), args.runs),
+            "metadata_ms": median_ms(lambda: client.retrieve_study_metadata(study), args.runs),
+        }
+        assert len(client.search_for_instances(study)) == args.slices
+        sops = [p.stem for p in files]
+        began = time.perf_counter()
+        for sop in sops:
+            client.retrieve_instance_frames(study, series_uid, sop, frame_numbers=[1])
+        elapsed = time.perf_counter() - began
+    finally:
+        server.terminate()
+        shutil.rmtree(WORK, ignore_errors=True)
+    frames_per_s = len(sops) / elapsed
+    for name, (median, low, high) in figures.items():
+        print(f"{name:<20} median {median:7.1f} ms  (min {low:.1f}, max {high:.1f}; {args.runs} runs)")
+    frame_mb_s = len(sops) * args.size * args.size * 2 / elapsed / 1e6
+    print(f"{'frames':<20} {frames_per_s:7.1f} frames/s  ({frame_mb_s:.1f} MB/s, {len(sops)} sequential requests)")
+    ok = (
+        figures["qido_instances_ms"][0] < QIDO_TARGET_MS
+        and figures["metadata_ms"][0] < METADATA_TARGET_MS
+        and frames_per_s >= FRAMES_TARGET_PER_S
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "slices": args.slices,
+                "size": args.size,
+                "runs": args.runs,
+                **{name: {"median": m, "min": lo, "max": hi} for name, (m, lo, hi) in figures.items()},
+                "frames_per_s": frames_per_s,
+                "load_average": os.getloadavg(),
+                "targets": {
+                    "qido_ms": QIDO_TARGET_MS,
+                    "metadata_ms": METADATA_TARGET_MS,
+                    "frames_per_s": FRAMES_TARGET_PER_S,
+                },
+                "targets_met": ok,
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"\n{load()}\nwritten to {RESULTS.relative_to(ROOT)}")
+    print("all targets met" if ok else "TARGET MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
