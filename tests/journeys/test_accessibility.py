@@ -244,6 +244,8 @@ def test_the_consultants_pages_are_accessible(chromium, live_server, region):
     page = context.new_page()
     page.set_default_timeout(20_000)
     page.goto(created.path)
+    journey.check(page, "landing")
+    page.click("#open-link button")
     page.wait_for_url("**/s/code/")
     journey.check(page, "code")
     page.fill("input[name=code]", "00000000" if emailed_code() != "00000000" else "11111111")
