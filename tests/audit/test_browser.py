@@ -59,7 +59,7 @@ def test_an_ig_officer_finds_every_access_to_a_patients_images(
         expect(report).to_contain_text("1 emergency access")
         expect(report).to_contain_text("10.20.30.40")
         expect(report).not_to_contain_text(bob.email)
-        page.get_by_role("link", name="FHIR R4 (JSON)").is_visible()
+        expect(page.get_by_role("link", name="FHIR R4 (JSON)")).to_be_visible()
     finally:
         context.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.helpers import PASSWORD, totp_code
 
@@ -24,9 +25,10 @@ def test_a_clinician_signs_in_with_totp_and_sees_their_home(page, live_server, a
 
     page.wait_for_url(f"{live_server.url}/")
     assert page.locator("h1").inner_text().startswith("Your work")
-    assert page.get_by_text("RAA · Clinician").is_visible()
+    expect(page.get_by_text("RAA · Clinician")).to_be_visible()
     page.get_by_role("link", name="Directory").click()
-    assert page.get_by_role("link", name=trust_b.name).is_visible()
+    # The URL changes when the navigation commits, before the page is parsed: wait for the link itself.
+    expect(page.get_by_role("link", name=trust_b.name)).to_be_visible()
 
 
 def test_a_user_without_a_second_factor_is_held_at_enrolment(page, no_mfa_user, trust_a):
