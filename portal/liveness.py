@@ -36,7 +36,8 @@ class ProcessHealth:
     @property
     def problems(self) -> list[str]:
         """What makes this process unable to serve: /healthz answers 503."""
-        return [p for p in (self.database and f"database: {self.database}", self.broker and f"broker: {self.broker}") if p]
+        found = [f"database: {self.database}"] if self.database else []
+        return found + ([f"broker: {self.broker}"] if self.broker else [])
 
     @property
     def beat_age_seconds(self) -> float | None:
@@ -117,8 +118,8 @@ def _cached_consumers() -> dict[str, int]:
         found = queue_consumers()
         try:
             cache.set(CONSUMERS_KEY, found, settings.HEALTH_CACHE_SECONDS)
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception as exc:  # noqa: BLE001
+            log.warning("health_cache_failed", error=exc.__class__.__name__)
     return found
 
 

@@ -573,4 +573,6 @@ HEALTH_CACHE_SECONDS = env.int("HEALTH_CACHE_SECONDS", default=15)
 # any a task or beat entry is routed to.
 HEALTH_WORKER_QUEUES = env.list("HEALTH_WORKER_QUEUES", default=["urgent", "routine", "default"])
 if BEAT_HEARTBEAT_SECONDS < 3 or not 0 < HEALTH_INSPECT_TIMEOUT <= 10 or HEALTH_CACHE_SECONDS < 0:
-    raise ImproperlyConfigured("BEAT_HEARTBEAT_SECONDS >= 3, 0 < HEALTH_INSPECT_TIMEOUT <= 10, HEALTH_CACHE_SECONDS >= 0.")
+    raise ImproperlyConfigured(
+        "BEAT_HEARTBEAT_SECONDS >= 3, 0 < HEALTH_INSPECT_TIMEOUT <= 10, HEALTH_CACHE_SECONDS >= 0."
+    )

@@ -1,7 +1,7 @@
 """The operations view's banner when background work has stopped (portal.liveness):
 
-    {% load process_health %}
-    {% process_health_banner %}
+{% load process_health %}
+{% process_health_banner %}
 """
 
 from __future__ import annotations
