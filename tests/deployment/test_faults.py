@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from tests/transfers are parameters here)
 """Faults with real processes (issue #18): a Celery worker, beat, the DICOM receiver and the web process
 (gunicorn) on the test database, a Redis server of the module's own as broker and cache, two real Orthancs.
 
@@ -89,7 +90,7 @@ def broker_at(url: str) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def deployed(django_db_setup, django_db_blocker, tmp_path_factory, pacs_pair) -> Iterator[Stack]:  # noqa: F811
+def deployed(django_db_setup, django_db_blocker, tmp_path_factory, pacs_pair) -> Iterator[Stack]:
     require(connection.vendor == "postgresql", "the fault tests need PostgreSQL (DATABASE_URL)")
     require(Path(stack.REDIS_SERVER).exists(), "redis-server is not installed")
     root = tmp_path_factory.mktemp("faults")
@@ -130,7 +131,7 @@ def deployed(django_db_setup, django_db_blocker, tmp_path_factory, pacs_pair) ->
 
 
 @pytest.fixture
-def region(deployed, pacs_pair, trust_a, trust_b, settings):  # noqa: F811
+def region(deployed, pacs_pair, trust_a, trust_b, settings):
     trust_b.reconcile_patient_id = trust_b.prefix_accession = trust_b.prefix_study_description = False
     trust_b.save()
     settings.SPOOL_DIR = deployed.spool
@@ -193,7 +194,7 @@ def redeliver_unacknowledged(url: str) -> int:
         return count
 
 
-def test_redis_restarted_mid_transfer_completes_exactly_once(deployed, region, pacs_pair, big_study, alice, bob):  # noqa: F811
+def test_redis_restarted_mid_transfer_completes_exactly_once(deployed, region, pacs_pair, big_study, alice, bob):
     b = pacs_pair[1]
     b.delete_study(big_study.uid)
     transfer_id = push(alice, big_study.uid)
@@ -214,7 +215,7 @@ def test_redis_restarted_mid_transfer_completes_exactly_once(deployed, region, p
     assert emails_with_subject(deployed, subject) == 1
 
 
-def test_postgresql_down_mid_transfer_503_then_everything_resumes(deployed, region, pacs_pair, big_study, alice):  # noqa: F811
+def test_postgresql_down_mid_transfer_503_then_everything_resumes(deployed, region, pacs_pair, big_study, alice):
     web, base = stack.web(deployed.env, deployed.workdir / "web")
     try:
 
@@ -254,8 +255,8 @@ def test_postgresql_down_mid_transfer_503_then_everything_resumes(deployed, regi
         web.stop()
 
 
-def test_receiver_killed_mid_c_move_the_transfer_completes(deployed, region, pacs_pair, big_study, alice):  # noqa: F811
-    source, b = region
+def test_receiver_killed_mid_c_move_the_transfer_completes(deployed, region, pacs_pair, big_study, alice):
+    source, _ = region
     source.retrieve_method = "c-move"
     source.save()
     b_pacs = pacs_pair[1]
@@ -323,7 +324,7 @@ def test_worker_killed_while_staging_and_while_filing_both_complete(
     pacs_pair,
     big_study,
     alice,
-    trust_a,  # noqa: F811
+    trust_a,
 ):
     body = {
         "trust": "RAA",
