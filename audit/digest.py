@@ -32,7 +32,14 @@ from .models import AuditAlert, AuditEvent, ChainDigest, ChainHead
 from .services import ChainReport, verify_chain
 from .signing import canonical_bytes, sign, signature_valid
 
-__all__ = ["check_digest", "export_digest", "record_verification", "signature_valid", "verify_anchored"]
+__all__ = [
+    "check_digest",
+    "export_daily_digest",
+    "export_digest",
+    "record_verification",
+    "signature_valid",
+    "verify_anchored",
+]
 
 DOCUMENT_TYPE = "iep-audit-chain-digest"
 log = structlog.get_logger("audit.digest")
@@ -127,8 +134,20 @@ def _write(document: dict[str, Any], path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def export_digest() -> ChainDigest:
-    """Verify (against the digest files too), record the export, then sign, write and email a digest.
+def export_daily_digest() -> ChainDigest:
+    """The scheduled export: today's digest, made once however often the task arrives. Beat sends it again
+    when it restarts after a crash between sending it and noting that it did (its schedule file is written
+    every few minutes), and the broker may deliver a task twice: the IG officers get one digest a day."""
+    return _todays_digest() or export_digest(once_a_day=True)
+
+
+def _todays_digest() -> ChainDigest | None:
+    return ChainDigest.objects.filter(created_at__date=timezone.localdate()).order_by("-pk").first()
+
+
+def export_digest(*, once_a_day: bool = False) -> ChainDigest:
+    """Verify (against the digest files too), record the export, then sign, write and email a digest
+    (`once_a_day`: unless one was made today, checked again while holding the chain head).
 
     The digest's head is the export's own record: nothing written before the digest lies outside it.
     A failed verification is written into the digest and raises its alerts; the digest still records
@@ -140,6 +159,8 @@ def export_digest() -> ChainDigest:
     with transaction.atomic():
         # Hold the chain head, so that the export's record takes the next number (which names the file).
         head = ChainHead.objects.select_for_update().filter(pk=1).values_list("seq", flat=True).first() or 0
+        if once_a_day and (made := _todays_digest()):
+            return made  # another delivery of the task made it while this one verified
         path = _path(head + 1)
         event = catalogue.AUDIT_DIGEST_EXPORTED.record(
             actor=ACTOR,

@@ -17,8 +17,8 @@ def scan_alerts() -> int:
 
 @shared_task(name="audit.export_chain_digest", ignore_result=True)
 def export_chain_digest() -> int:
-    """Verify since the last digest, then sign, write and email today's digest of the chain head."""
-    return digest.export_digest().head_seq
+    """Verify since the last digest, then sign, write and email today's digest of the chain head (once a day)."""
+    return digest.export_daily_digest().head_seq
 
 
 @shared_task(
