@@ -560,6 +560,8 @@ CELERY_BEAT_SCHEDULE["sharing-purge"] = {
     "task": "sharing.purge_share_links",
     "schedule": float(SHARE_LINK_PURGE_SECONDS),
 }
+# Staging and filing whose worker died (no word for two leases) go to a worker again (sharing/sweeper.py).
+CELERY_BEAT_SCHEDULE["sharing-sweep-stalled"] = {"task": "sharing.sweep_stalled", "schedule": 60.0}
 
 # Health you can see (portal/liveness.py, docs/health.md). Beat's scheduler notes a heartbeat every tick
 # (it wakes at least every BEAT_HEARTBEAT_SECONDS / 3); the operations view warns when beat has not run for
