@@ -31,7 +31,9 @@ def test_staging_silent_for_two_leases_is_sent_again_once_per_two_leases(
     link = create_link(alice, trust_a, "1.2.3").link
     sent.clear()  # its first message, at creation
     now = timezone.now()
-    ShareLink.objects.filter(pk=link.pk).update(staging_status="staging", staging_heartbeat_at=now - timedelta(seconds=100))
+    ShareLink.objects.filter(pk=link.pk).update(
+        staging_status="staging", staging_heartbeat_at=now - timedelta(seconds=100)
+    )
     assert sweeper.sweep(now) == 0  # a worker spoke within two leases: still working
 
     later = now + timedelta(seconds=30)
