@@ -291,7 +291,15 @@ def test_beat_killed_and_restarted_schedules_nothing_twice_that_a_user_sees(
     subject = f"Overdue: urgent image request {request.pk} from"  # (the console folds the long header)
     # Beat with the daily digest at every minute; killed just after it sent the digest, before its state
     # file noted the run (as a crash or `kill -9` at any moment may do), then started again.
-    deployed.beat.stop()
+    web, base = stack.web(deployed.env, deployed.workdir / "web")
+
+    def beat_health() -> dict:
+        return requests.get(f"{base}/healthz", timeout=30).json()["beat"]
+
+    deployed.beat.kill()
+    # /healthz (and the operations view's banner) says so after three heartbeat intervals.
+    late = wait_until(lambda: (b := beat_health())["late"] and b, 10 * BEAT_HEARTBEAT, "beat to be late", web.log)
+    assert late["age_seconds"] > 3 * BEAT_HEARTBEAT
     digest_beat = Process(
         "beat-digest",
         deployed.beat.command,
@@ -307,8 +315,10 @@ def test_beat_killed_and_restarted_schedules_nothing_twice_that_a_user_sees(
         digest_beat.start()
         wait_until(lambda: ChainDigest.objects.exists(), 60, "the digest", deployed.logs)
         time.sleep(4 * BEAT_HEARTBEAT)  # several escalation scans by the new beat; a re-sent digest, if any
+        assert beat_health()["late"] is False
     finally:
         digest_beat.stop()
+        web.stop()
         deployed.beat.start()
 
     assert emails_with_subject(deployed, subject) == 1
