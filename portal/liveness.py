@@ -8,12 +8,16 @@ timers that have stopped, with every page still answering.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
 from celery import current_app
+from django.apps import apps
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
@@ -88,15 +92,24 @@ def broker_status() -> str | None:
 def routed_queues() -> list[str]:
     """Every queue a task or a beat entry is sent to, and the queues the deployed workers are meant to serve."""
     app = current_app
-    app.loader.import_default_modules()  # every app's tasks module, as a worker has them
-    queues = set(settings.HEALTH_WORKER_QUEUES)
-    for name in list(app.tasks):
-        if not name.startswith("celery."):
-            queues.add(app.amqp.router.route({}, name)["queue"].name)
+    queues = set(settings.HEALTH_WORKER_QUEUES) | _task_queues()
     for entry in app.conf.beat_schedule.values():
         queue = (entry.get("options") or {}).get("queue")
         queues.add(queue or app.amqp.router.route({}, entry["task"])["queue"].name)
     return sorted(queues)
+
+
+@functools.cache
+def _task_queues() -> frozenset[str]:
+    """Where the router sends each registered task. Every app's tasks module is imported first, as a worker
+    has them (not through Celery's loader: in a web process its signal would run Django's checks each time)."""
+    for config in apps.get_app_configs():
+        if importlib.util.find_spec(f"{config.name}.tasks") is not None:
+            importlib.import_module(f"{config.name}.tasks")
+    app = current_app
+    return frozenset(
+        app.amqp.router.route({}, name)["queue"].name for name in list(app.tasks) if not name.startswith("celery.")
+    )
 
 
 def queue_consumers(timeout: float | None = None) -> dict[str, int]:
