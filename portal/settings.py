@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "transfers",
     "pulls",
     "reconciliation",
+    "region",
 ]
 
 MIDDLEWARE = [
@@ -369,6 +370,16 @@ TRANSFER_SCRATCH_DIR = env.str("TRANSFER_SCRATCH_DIR", default="")  # "": SPOOL_
 TRANSFER_SCRATCH_RESERVE = env.int("TRANSFER_SCRATCH_RESERVE", default=256 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE["transfers-sweep-stalled"] = {"task": "transfers.sweep_stalled", "schedule": 60.0}
 
+# The regional archive (region/, docs/region.md): forwarding copies and migrations run from the `bulk` queue,
+# which every worker consumes last (queue_order_strategy "priority"), behind urgent and routine work.
+CELERY_TASK_ROUTES.update({"region.*": {"queue": "bulk"}})
+MIGRATION_LEASE_SECONDS = env.int("MIGRATION_LEASE_SECONDS", default=60)
+MIGRATION_SLICE_SECONDS = env.int("MIGRATION_SLICE_SECONDS", default=120)
+MIGRATION_YIELD_SECONDS = env.float("MIGRATION_YIELD_SECONDS", default=5.0)
+if MIGRATION_LEASE_SECONDS < 5 or MIGRATION_SLICE_SECONDS < 1 or MIGRATION_YIELD_SECONDS <= 0:
+    raise ImproperlyConfigured("MIGRATION_*: lease >= 5 s, slice >= 1 s, yield > 0 s.")
+CELERY_BEAT_SCHEDULE["region-sweep-migrations"] = {"task": "region.sweep_migrations", "schedule": 60.0}
+
 # One time limit per kind of work that reaches a PACS: (soft, hard) seconds for its Celery task. At the soft
 # limit a transfer stops and resumes from its ledger; other work fails saying which limit stopped it (a
 # retry would take as long again). Work other than transfers (which renew a lease) must end within the
@@ -382,6 +393,12 @@ GATEWAY_TIME_LIMITS = {
         env.int("FORWARDING_TIME_LIMIT", default=46 * 60),
     ),
     "health": (env.int("HEALTH_SOFT_TIME_LIMIT", default=120), env.int("HEALTH_TIME_LIMIT", default=150)),
+    # One slice of a migration (region.migration): it stops between studies after MIGRATION_SLICE_SECONDS
+    # and goes back on its queue, so only one very large study could come near these.
+    "migration": (
+        env.int("MIGRATION_SOFT_TIME_LIMIT", default=20 * 60),
+        env.int("MIGRATION_TIME_LIMIT", default=21 * 60),
+    ),
 }
 for _work, (_soft, _hard) in GATEWAY_TIME_LIMITS.items():
     if not 0 < _soft < _hard:
