@@ -243,15 +243,9 @@ def _run(job: MigrationJob, owner: str) -> Outcome:
     deadline = time.monotonic() + settings.MIGRATION_SLICE_SECONDS
     if not job.listed:
         _list(job, owner)
-    throttle = Throttle(job.max_instances_per_second)
-    while True:
-        pause = _pause_before_next(job, deadline)
-        if pause is not None:
-            return pause
-        study = job.studies.filter(state=MigrationStudy.State.PENDING).order_by("pk").first()
-        if study is None:
-            break
-        _copy_study(job, study, owner, throttle)
+    pause = _copy_pending(job, owner, deadline)
+    if pause is not None:
+        return pause
     beat(job.pk, owner, status=Status.COMPARING)
     while True:
         pause = _pause_before_next(job, deadline)
@@ -262,6 +256,27 @@ def _run(job: MigrationJob, owner: str) -> Outcome:
     _find_extras(job, owner)
     _finish(job, owner)
     return Outcome("completed")
+
+
+def _copy_pending(job: MigrationJob, owner: str, deadline: float) -> Outcome | None:
+    """Copy pending studies one after another, holding a slot at each gateway for the slice (given back
+    whenever the slice pauses); the Outcome of the pause, or None once no study is pending."""
+    throttle = Throttle(job.max_instances_per_second)
+    pending = job.studies.filter(state=MigrationStudy.State.PENDING).order_by("pk")
+    if not pending.exists():
+        return None
+    pause = _pause_before_next(job, deadline)
+    if pause is not None:
+        return pause
+    with _session(job.source, job) as source, _session(job.destination, job) as destination:
+        while True:
+            study = pending.first()
+            if study is None:
+                return None
+            _copy_study(job, study, owner, throttle, source, destination)
+            pause = _pause_before_next(job, deadline)
+            if pause is not None:
+                return pause
 
 
 def _pause_before_next(job: MigrationJob, deadline: float) -> Outcome | None:
@@ -331,7 +346,14 @@ class Throttle:
         return BATCH if self.rate <= 0 else max(1, min(BATCH, int(self.rate)))
 
 
-def _copy_study(job: MigrationJob, study: MigrationStudy, owner: str, throttle: Throttle) -> None:
+def _copy_study(
+    job: MigrationJob,
+    study: MigrationStudy,
+    owner: str,
+    throttle: Throttle,
+    source: GatewayClient,
+    destination: GatewayClient,
+) -> None:
     """Retrieve the study into the spool, send it in batches, save the study's progress: one row, once."""
     started = time.monotonic()
     folder = Path(settings.SPOOL_DIR) / "migrations" / str(job.pk) / study.study_instance_uid
@@ -341,19 +363,18 @@ def _copy_study(job: MigrationJob, study: MigrationStudy, owner: str, throttle: 
     copied = failed = size = 0
     errors: list[str] = []
     try:
-        with _session(job.source, job) as source, _session(job.destination, job) as destination:
-            landed = _retrieve(job, owner, source, study.study_instance_uid, folder)
-            for start in range(0, len(landed), throttle.batch()):
-                batch = landed[start : start + throttle.batch()]
-                throttle.take(len(batch))
-                for result in destination.store(p for p, _ in batch):
-                    if result.ok:
-                        copied += 1
-                    else:
-                        failed += 1
-                        errors.append(f"{result.sop_instance_uid}: {result.message or result.status}")
-                size += sum(s for p, s in batch)
-                beat(job.pk, owner)
+        landed = _retrieve(job, owner, source, study.study_instance_uid, folder)
+        for start in range(0, len(landed), throttle.batch()):
+            batch = landed[start : start + throttle.batch()]
+            throttle.take(len(batch))
+            for result in destination.store(p for p, _ in batch):
+                if result.ok:
+                    copied += 1
+                else:
+                    failed += 1
+                    errors.append(f"{result.sop_instance_uid}: {result.message or result.status}")
+            size += sum(s for p, s in batch)
+            beat(job.pk, owner)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     state = MigrationStudy.State.FAILED if failed or not copied else MigrationStudy.State.COPIED
