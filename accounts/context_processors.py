@@ -31,6 +31,7 @@ def _items(request: HttpRequest) -> list[NavItem]:
         ("Operations", reverse("transfers:operations"), perms.may_view_transfer_operations(user)),
         ("Audit", reverse("audit:search"), perms.may_view_audit(user)),
         ("Directory", reverse("directory:trust_list"), True),
+        ("Migrations", reverse("region:migrations"), perms.may_run_migrations(user)),
         ("Admin", reverse("admin:index"), user.is_staff),
     ]
     path = request.path

@@ -1,7 +1,7 @@
 """A bulk migration of many small studies between two real Orthancs, its worker killed twice midway,
 next to Orthanc's own transfer of the same set.
 
-    .venv/bin/python benchmarks/migration.py [--studies 2000] [--kills 2] [--rows 64]
+    .venv/bin/python benchmarks/migration.py [--studies 2000] [--kills 2] [--rows 128]
 
 Issue #23's benchmark. Starts Orthanc A (the old archive, holding N synthetic studies: CT of 3
 instances, MR of 3 series of one instance, CR of one, in turn, at rows x rows pixels), B (the new
@@ -117,7 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--studies", type=int, default=2000)
     parser.add_argument("--kills", type=int, default=2)
-    parser.add_argument("--rows", type=int, default=64)
+    parser.add_argument("--rows", type=int, default=128)
     args = parser.parse_args()
 
     _fresh_database()

@@ -142,3 +142,18 @@ def test_migrations_are_regional_administrators_business_in_the_api_and_pages(li
     assert signed_in(rita).get(f"/region/migrations/{listed_job.pk}/").status_code == 200
     paused = api_as(rita).post(f"/api/v1/migrations/{listed_job.pk}/pause/")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
+
+
+def test_a_regional_administrator_starts_one_through_the_api_and_a_bad_one_is_refused(
+    gateway_a, vna, archive_agreements, rita
+):
+    client = api_as(rita)
+    body = {"name": "A to archive", "source": gateway_a.pk, "destination": vna.pk, "allowed_hours": "sat-sun"}
+
+    created = client.post("/api/v1/migrations/", body, format="json")
+    refused = client.post("/api/v1/migrations/", {**body, "allowed_hours": "weekends"}, format="json")
+
+    assert created.status_code == 201, created.content
+    assert created.json()["status"] == "queued" and created.json()["allowed_hours"] == "sat-sun"
+    assert refused.status_code == 400 and "allowed_hours" in refused.json()
+    assert MigrationJob.objects.count() == 1
