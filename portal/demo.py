@@ -80,8 +80,8 @@ def supervisord_config(commands: dict[str, str]) -> str:
     header = f"""; Written by `python -m portal.demo` from {PROCFILE.name}; edit that file instead.
 [supervisord]
 nodaemon=true
-logfile=/dev/stdout
-logfile_maxbytes=0
+; Its own events (spawned, exited, restarted) go to this file and, as it runs in the foreground, to the terminal.
+logfile={folder / "supervisord.log"}
 loglevel=info
 pidfile={folder / "supervisord.pid"}
 childlogdir={folder}
@@ -105,6 +105,7 @@ def run_supervisor() -> None:
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(supervisord_config(procfile_commands()), encoding="utf-8")
     os.environ["REDIS_URL"] = redis_url()  # every process of the demo uses its own Redis, never another's
+    os.environ["PYTHONUNBUFFERED"] = "1"  # each line in the log as it happens, not when a buffer fills
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")  # the virtualenv's celery, python
     os.execv(sys.executable, [sys.executable, "-m", "supervisor.supervisord", "--nodaemon", "-c", str(config)])  # noqa: S606
