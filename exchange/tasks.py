@@ -19,7 +19,7 @@ def echo_gateways() -> int:
     """Beat's health round: one task per gateway, so a gateway that hangs does not delay the others."""
     ids = list(Gateway.objects.values_list("pk", flat=True))
     for pk in ids:
-        echo_gateway.delay(pk)  # its queue: CELERY_TASK_ROUTES
+        echo_gateway.apply_async((pk,))  # its queue: CELERY_TASK_ROUTES
     return len(ids)
 
 
