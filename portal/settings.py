@@ -519,7 +519,7 @@ CELERY_BEAT_SCHEDULE["audit-alert-scan"] = {"task": "audit.scan_alerts", "schedu
 # The day's digest (from AUDIT_DIGEST_HOUR on) is written at the first check that finds it missing: at
 # the hour itself, or as soon as beat runs again if it was down then (audit.digest.export_due_digest).
 AUDIT_DIGEST_CHECK_SECONDS = audit_conf.at_least(
-    "AUDIT_DIGEST_CHECK_SECONDS", env.int("AUDIT_DIGEST_CHECK_SECONDS", default=600), 10
+    "AUDIT_DIGEST_CHECK_SECONDS", env.int("AUDIT_DIGEST_CHECK_SECONDS", default=60), 10
 )
 CELERY_BEAT_SCHEDULE["audit-chain-digest"] = {
     "task": "audit.export_chain_digest",
