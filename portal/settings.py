@@ -353,6 +353,9 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
     {
         "TransferStatusEnum": "transfers.models.Status",
         "GatewayStatusEnum": "directory.models.Gateway.Status",
+        "TrustKindEnum": "directory.models.Trust.Kind",
+        "GatewayKindEnum": "directory.models.Gateway.Kind",
+        "MigrationStatusEnum": "region.models.MigrationJob.Status",
         "ServiceAccountRoleEnum": "accounts.roles.SERVICE_ACCOUNT_ROLE_CHOICES",
         "RoleEnum": "accounts.roles.Role",
     }
