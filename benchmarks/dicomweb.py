@@ -68,9 +68,9 @@ def staged_link(files: list[Path]) -> str:
     from django.utils import timezone
 
     from accounts.models import Membership, User
-    from dicomkit import webindex
+    from dicomkit import staged, webindex
     from directory.models import Gateway, Trust
-    from sharing import capabilities, services, staged, staging, tokens
+    from sharing import capabilities, services, staging, tokens
     from sharing.models import ShareLink, ShareSession, Staging
 
     services._enqueue_staging = lambda link_id: None  # no broker: staged below, as the task leaves it
