@@ -172,17 +172,17 @@ def measure(args: argparse.Namespace, run: Run) -> None:
             flush=True,
         )
         pairs = [tuple(p.split("/")) for p in args.pairs.split(",")]
-        from transfers import engine
+        from transfers.engine import pipeline
 
         if args.store_streams:
             settings.TRANSFER_STORE_STREAMS = args.store_streams
         if args.batch_size:
-            engine.BATCH_SIZE = args.batch_size
+            pipeline.BATCH_SIZE = args.batch_size
         if args.scratch:
             settings.TRANSFER_SCRATCH_DIR = tempfile.mkdtemp(prefix="transfer-bench-", dir=args.scratch)
         streams, scratch = settings.TRANSFER_STORE_STREAMS, settings.TRANSFER_SCRATCH_DIR or "disk spool"
         print(
-            f"engine: batches of {engine.BATCH_SIZE}, up to {streams} store streams, scratch spool: {scratch}\n",
+            f"engine: batches of {pipeline.BATCH_SIZE}, up to {streams} store streams, scratch spool: {scratch}\n",
             flush=True,
         )
         region = _region(a, b)
