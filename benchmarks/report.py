@@ -71,7 +71,7 @@ def target(figure: dict[str, Any]) -> str:
     bound = figure["target"]
     unit = f" {figure['unit']}" if figure["unit"] else ""
     verdict = "met" if figure["met"] else "**not met**"
-    return f"{bound['op'].replace('<=', '≤').replace('>=', '≥')} {number(bound['value'])}{unit}: {verdict}"
+    return f"{bound['op'].replace('<=', '≤').replace('>=', '≥')} {bound['value']:,g}{unit}: {verdict}"
 
 
 def conditions(run: dict[str, Any]) -> str:
