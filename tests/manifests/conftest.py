@@ -17,7 +17,13 @@ from directory.models import Gateway, Trust
 from manifests.models import StudyManifest
 from manifests.services import Listing, manifest_create
 from tests.helpers import grant, make_user
+from tests.transfers import conftest as transfer_fixtures
 from transfers.models import InstanceState, Status, Transfer, TransferInstance
+
+# The transfer tests' real PACS pair, study and worker (a pair of Orthancs of this directory's own).
+pacs_pair = transfer_fixtures.pacs_pair
+ct_study = transfer_fixtures.ct_study
+transfer_worker = transfer_fixtures.transfer_worker
 
 NHS = "9434765919"
 PATIENT = SyntheticPatient(

@@ -92,9 +92,7 @@ def test_an_ig_officer_of_the_holder_sees_no_images(manifest, trust_b):
     assert valid_bundle(fhir_get(iggy, BY_NHS)).total == 0
 
 
-@pytest.mark.parametrize(
-    "uid", ["{uid}", "urn:oid:{uid}"], ids=["bare UID", "urn:oid"]
-)
+@pytest.mark.parametrize("uid", ["{uid}", "urn:oid:{uid}"], ids=["bare UID", "urn:oid"])
 def test_a_search_by_study_uid_finds_it(manifest, bob, uid):
     url = "/fhir/ImagingStudy?identifier=urn:dicom:uid|" + uid.format(uid=manifest.study_instance_uid)
     bundle = valid_bundle(fhir_get(bob, url))

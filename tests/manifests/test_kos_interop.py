@@ -17,7 +17,6 @@ from directory.models import SharingAgreement, Trust
 from manifests.models import StudyManifest
 from manifests.services import document_source_uid, manifests_for_transfer
 from tests.helpers import api_as, require_tool
-from tests.transfers.conftest import ct_study, pacs_pair, transfer_worker  # noqa: F401 - fixtures
 from tests.transfers.peers import orthanc_gateway, sop_uids_held
 from tests.transfers.test_worker import push, wait_for
 from transfers import engine, services
@@ -35,7 +34,7 @@ def trust_b(trust_b: Trust) -> Trust:
 
 
 @pytest.fixture
-def region(pacs_pair, trust_a, trust_b, settings, tmp_path):  # noqa: F811 - the imported fixture
+def region(pacs_pair, trust_a, trust_b, settings, tmp_path):
     settings.SPOOL_DIR = tmp_path / "spool"
     SharingAgreement.objects.create(trust_a=trust_a, trust_b=trust_b)
     a, b = pacs_pair
@@ -44,7 +43,7 @@ def region(pacs_pair, trust_a, trust_b, settings, tmp_path):  # noqa: F811 - the
 
 
 @pytest.fixture
-def exchanged(region, pacs_pair, ct_study, alice, trust_a, trust_b) -> StudyManifest:  # noqa: F811
+def exchanged(region, pacs_pair, ct_study, alice, trust_a, trust_b) -> StudyManifest:
     pacs_pair[1].delete_study(ct_study.uid)
     transfer = services.transfer_create(
         source=trust_a,
@@ -60,7 +59,7 @@ def exchanged(region, pacs_pair, ct_study, alice, trust_a, trust_b) -> StudyMani
 
 
 @pytest.mark.django_db
-def test_the_kos_references_every_instance_the_destination_holds(exchanged, pacs_pair, ct_study, tmp_path):  # noqa: F811
+def test_the_kos_references_every_instance_the_destination_holds(exchanged, pacs_pair, ct_study, tmp_path):
     kos = dcmread(DicomBytesIO(bytes(exchanged.kos)))
 
     assert kos.SOPClassUID == KOS_SOP_CLASS and kos.Modality == "KO"
@@ -82,7 +81,7 @@ def test_dcmtk_reads_the_kos_as_a_valid_key_object_selection_document(exchanged,
     path = Path(tmp_path / "manifest.dcm")
     path.write_bytes(bytes(exchanged.kos))
 
-    result = subprocess.run([dsrdump, "-Ee", path], capture_output=True, text=True, timeout=60)  # noqa: S603
+    result = subprocess.run([dsrdump, "-Ee", path], capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 0, result.stderr
     assert "Key Object Selection Document" in result.stdout and "Manifest" in result.stdout
@@ -96,9 +95,7 @@ def test_a_second_call_makes_no_second_manifest(exchanged):
 
 
 @pytest.mark.django_db
-def test_the_fhir_search_answers_the_exchanged_patient_to_the_holder_only(
-    exchanged, pacs_pair, ct_study, bob, trust_a  # noqa: F811
-):
+def test_the_fhir_search_answers_the_exchanged_patient_to_the_holder_only(exchanged, pacs_pair, ct_study, bob, trust_a):
     from accounts.roles import Role
     from tests.helpers import grant, make_user
 
@@ -116,9 +113,7 @@ def test_the_fhir_search_answers_the_exchanged_patient_to_the_holder_only(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_transfer_ending_in_a_worker_gets_its_manifest_made(
-    transfer_worker, region, pacs_pair, ct_study, alice  # noqa: F811
-):
+def test_a_transfer_ending_in_a_worker_gets_its_manifest_made(transfer_worker, region, pacs_pair, ct_study, alice):
     pacs_pair[1].delete_study(ct_study.uid)
     transfer_id = push(alice, ct_study.uid)
 
