@@ -143,6 +143,16 @@ class BinaryReadView(FHIRView):
         return fhir_response(resources.binary(manifest))
 
 
+class CapabilityView(FHIRView):
+    """GET /fhir/metadata: public, as FHIR expects; it says what is served and how to authenticate, no data."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def get(self, request):
+        return fhir_response(resources.capability_statement())
+
+
 class UnknownView(FHIRView):
     """Any other path under /fhir/: a FHIR 404 (after authentication, so nothing is told to strangers)."""
 

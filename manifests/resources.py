@@ -164,6 +164,57 @@ def searchset(resources: list[dict], *, total: int, self_url: str, next_url: str
     }
 
 
+def capability_statement() -> dict:
+    """What the API answers (GET /fhir/metadata), for clients that discover a server before using it."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-12-07",
+        "publisher": "Regional Image Exchange Portal",
+        "kind": "instance",
+        "implementation": {
+            "description": "Regional Image Exchange Portal: manifests of exchanged studies",
+            "url": fhir_base(),
+        },
+        "fhirVersion": "4.0.1",
+        "format": [FHIR_JSON, "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "description": "Authorization: Token <key> (a portal API token). A token sees the studies its "
+                    "trusts hold or sent, to clinicians and imaging managers; every read is audited."
+                },
+                "resource": [
+                    {
+                        "type": "ImagingStudy",
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            {
+                                "name": "patient.identifier",
+                                "type": "token",
+                                "documentation": f"{NHS_NUMBER_SYSTEM}|<NHS number>",
+                            },
+                            {
+                                "name": "identifier",
+                                "type": "token",
+                                "documentation": f"{DICOM_UID_SYSTEM}|<Study Instance UID>",
+                            },
+                            {"name": "_count", "type": "number"},
+                        ],
+                    },
+                    {
+                        "type": "Binary",
+                        "interaction": [{"code": "read"}],
+                        "documentation": "Binary/<ImagingStudy id>: the study's KOS manifest (XDS-I.b); "
+                        "Accept: application/dicom for the DICOM file itself.",
+                    },
+                ],
+            }
+        ],
+    }
+
+
 def operation_outcome(code: str, diagnostics: str, severity: str = "error") -> dict:
     """An error as FHIR says to answer one (`code` from the issue-type value set: invalid, not-found...)."""
     return {

@@ -6,6 +6,7 @@ from . import fhir_api
 
 app_name = "fhir"
 urlpatterns = [
+    path("fhir/metadata", fhir_api.CapabilityView.as_view(), name="metadata"),
     path("fhir/ImagingStudy", fhir_api.ImagingStudySearchView.as_view(), name="imagingstudy-search"),
     path("fhir/ImagingStudy/<str:pk>", fhir_api.ImagingStudyReadView.as_view(), name="imagingstudy-read"),
     path("fhir/Binary/<str:pk>", fhir_api.BinaryReadView.as_view(), name="binary-read"),

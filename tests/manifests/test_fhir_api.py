@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from fhir.resources.R4B.binary import Binary
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.endpoint import Endpoint
 from fhir.resources.R4B.imagingstudy import ImagingStudy
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from pydicom import dcmread
@@ -31,10 +33,21 @@ def fhir_get(user, url: str, **headers: str):
     return api_as(user, token=True).get(url, **headers)
 
 
+# Required bindings fhir.resources does not check (it checks structure, cardinality and types).
+STUDY_STATUS = {"registered", "available", "cancelled", "entered-in-error", "unknown"}
+ENDPOINT_STATUS = {"active", "suspended", "error", "off", "entered-in-error", "test"}
+
+
 def valid_bundle(response) -> Bundle:
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("application/fhir+json")
-    return Bundle.model_validate_json(response.content)
+    bundle = Bundle.model_validate_json(response.content)
+    for entry in bundle.entry or []:
+        study = ImagingStudy.model_validate(entry.resource.model_dump())
+        assert study.status in STUDY_STATUS
+        assert all(Endpoint.model_validate(c.model_dump()).status in ENDPOINT_STATUS for c in study.contained)
+        assert entry.search.mode == "match"
+    return bundle
 
 
 def valid_outcome(response, status: int) -> OperationOutcome:
@@ -189,3 +202,12 @@ def test_pages_follow_count_and_link_to_the_next(exchange, mr_study, bob):
     (next_link,) = [link.url for link in bundle.link if link.relation == "next"]
     following = valid_bundle(fhir_get(bob, next_link.split("/fhir", 1)[1].join(["/fhir", ""])))
     assert [e.resource.id for e in following.entry] == [str(first.pk)]
+
+
+def test_the_capability_statement_says_what_is_served_without_a_token(db):
+    from rest_framework.test import APIClient
+
+    response = APIClient().get("/fhir/metadata")
+    statement = CapabilityStatement.model_validate_json(response.content)
+    assert statement.fhirVersion == "4.0.1"
+    assert {r.type for r in statement.rest[0].resource} == {"ImagingStudy", "Binary"}
