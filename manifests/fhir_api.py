@@ -54,7 +54,7 @@ class FHIRView(APIView):
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
-        issue = {401: "login", 403: "forbidden", 404: "not-found", 429: "throttled"}.get(
+        issue = {401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported", 429: "throttled"}.get(
             response.status_code, "invalid"
         )
         detail = getattr(exc, "detail", "") if isinstance(exc, exceptions.APIException) else ""

@@ -211,3 +211,23 @@ def test_the_capability_statement_says_what_is_served_without_a_token(db):
     statement = CapabilityStatement.model_validate_json(response.content)
     assert statement.fhirVersion == "4.0.1"
     assert {r.type for r in statement.rest[0].resource} == {"ImagingStudy", "Binary"}
+
+
+def test_the_ig_officers_of_both_trusts_see_the_disclosure_in_the_patient_access_report(manifest, bob, ada, trust_b):
+    from accounts.roles import Role
+    from auditconsole.selectors import patient_events
+    from tests.helpers import grant, make_user
+
+    fhir_get(bob, f"/fhir/ImagingStudy/{manifest.pk}")
+
+    iggy = grant(make_user("iggy@b.example"), trust_b, Role.IG_OFFICER)
+    for officer in (ada, iggy):  # the sender's and the holder's
+        kinds = set(patient_events(officer, NHS).values_list("event_type", flat=True))
+        assert LocalEventType.MANIFEST_DISCLOSED in kinds, officer
+
+
+def test_the_api_is_read_only(manifest, bob):
+    client = api_as(bob, token=True)
+    for method in (client.post, client.put, client.delete):
+        outcome = valid_outcome(method(f"/fhir/ImagingStudy/{manifest.pk}"), 405)
+        assert outcome.issue[0].code == "not-supported"
