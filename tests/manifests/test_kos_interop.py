@@ -89,6 +89,19 @@ def test_dcmtk_reads_the_kos_as_a_valid_key_object_selection_document(exchanged,
 
 
 @pytest.mark.django_db
+def test_the_operators_command_makes_what_is_missing(exchanged):
+    from django.core.management import call_command
+
+    transfer_id = exchanged.transfer_id
+    StudyManifest.objects.all().delete()
+    call_command("make_manifests", "--now", "--transfer", str(transfer_id))
+    (again,) = StudyManifest.objects.filter(transfer_id=transfer_id)
+    assert referenced_instances(dcmread(DicomBytesIO(bytes(again.kos)))) == referenced_instances(
+        dcmread(DicomBytesIO(bytes(exchanged.kos)))
+    )
+
+
+@pytest.mark.django_db
 def test_a_second_call_makes_no_second_manifest(exchanged):
     assert manifests_for_transfer(exchanged.transfer_id) == [exchanged]
     assert StudyManifest.objects.count() == 1
