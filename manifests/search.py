@@ -65,7 +65,8 @@ def parse_search(params: QueryDict) -> ImagingStudySearch:
             raise SearchError(f"Unknown search parameter {name!r}; supported: {', '.join(PARAMETERS)}.")
         if len(params.getlist(name)) > 1:
             raise SearchError(f"The search parameter {name!r} may be given once.")
-    if params.get("_format", "json") not in FORMATS:
+    # An unencoded "+" in a query string arrives as a space ("application/fhir json").
+    if params.get("_format", "json").replace(" ", "+") not in FORMATS:
         raise SearchError("_format: only JSON (application/fhir+json) is supported.")
     nhs_number = _token(params.get("patient.identifier", ""), NHS_NUMBER_SYSTEM, "patient.identifier")
     study_uid = _token(params.get("identifier", ""), DICOM_UID_SYSTEM, "identifier").removeprefix("urn:oid:")

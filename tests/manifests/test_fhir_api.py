@@ -112,6 +112,11 @@ def test_a_search_by_study_uid_finds_it(manifest, bob, uid):
     assert [e.resource.id for e in bundle.entry] == [str(manifest.pk)]
 
 
+@pytest.mark.parametrize("fmt", ["json", "application/fhir+json", "application/fhir%2Bjson"])
+def test_the_json_formats_are_accepted(manifest, bob, fmt):
+    assert valid_bundle(fhir_get(bob, f"{BY_NHS}&_format={fmt}")).total == 1
+
+
 def test_a_read_by_id_returns_the_imaging_study(manifest, bob):
     response = fhir_get(bob, f"/fhir/ImagingStudy/{manifest.pk}")
     assert response.status_code == 200
@@ -141,6 +146,7 @@ def test_unknown_search_parameters_are_a_400_operation_outcome(manifest, bob, qu
         "identifier=urn:dicom:uid|not-a-uid",
         "identifier=1.2.3&identifier=1.2.4",
         "identifier=1.2.3&_count=-1",
+        "identifier=1.2.3&_format=xml",
     ],
 )
 def test_bad_searches_are_a_400_operation_outcome(manifest, bob, query):
