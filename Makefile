@@ -52,7 +52,7 @@ migrate: venv
 demo: migrate
 	@$(DEMO_ENV) $(BIN)/python manage.py seed_demo
 	@$(DEMO_ENV) $(BIN)/python manage.py demo_banner
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(DEMO_ENV) $(BIN)/honcho --procfile Procfile.demo start
+	@$(DEMO_ENV) $(BIN)/python -m portal.demo
 
 # The README's results table, from the newest file each benchmark wrote to benchmarks/results/ (docs/performance.md).
 results: venv

@@ -52,6 +52,8 @@ def latest(name: str) -> dict[str, Any] | None:
 
 
 def number(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}"
     size = abs(value)
     if size >= 100:
         return f"{value:,.0f}"
