@@ -15,22 +15,19 @@ archive, empty) and C (empty, for the baseline). Then:
 (b) Orthanc A's own `/peers/c/store` of every study, synchronously (HTTP, Orthanc to Orthanc).
 
 Prints studies/hour, instances/s and MB/s of each, and the CPU seconds Orthanc A and B (or C) spent
-(A+B is what the PACS pay), plus the portal worker's own CPU. Writes benchmarks/results/migration.json.
+(A+B is what the PACS pay), plus the portal worker's own CPU. Records the run through benchmarks/record.py.
 Wall time of (a) counts the time the killed worker was down (a lease, twice) and is also given without it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,7 +256,7 @@ def main() -> None:
             "load_average": os.getloadavg(),
         }
         _print(figures)
-        _write(figures)
+        record(figures, vars(args))
     finally:
         for server in servers.values():
             server.remove()
@@ -288,20 +285,43 @@ def _print(f: dict) -> None:
     print(f"report {f['report']}; load average {f['load_average']}")
 
 
-def _write(figures: dict) -> None:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
-    ).stdout.strip()
-    record = {
-        "benchmark": "migration",
-        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit,
-        "figures": figures,
-    }
-    out = ROOT / "benchmarks" / "results" / "migration.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out}")
+def record(figures: dict, arguments: dict) -> None:
+    """The run's figures through benchmarks/record.py (results/migration/<time>-<host>.json)."""
+    from record import Run
+
+    m, p = figures["migration"], figures["orthanc_peers_store"]
+    with Run(__file__, arguments=arguments) as run:
+        run.note(
+            f"{figures['studies']} small studies ({figures['instances']} instances, {figures['megabytes']} MB), "
+            f"worker killed -9 {figures['kills']}x; vs Orthanc A /peers/c/store of the same set"
+        )
+        run.figure("studies_per_hour", m["studies_per_hour"], "studies/h", label="migration, studies/hour")
+        run.figure("instances_per_s", m["instances_per_s"], "instances/s", label="migration, instances/s")
+        run.figure(
+            "orthanc_cpu_s",
+            m["orthanc_cpu_s_total"],
+            "CPU-s",
+            label="migration, Orthanc A+B CPU-s",
+            detail=m["orthanc_cpu_s"],
+        )
+        run.figure(
+            "peers_orthanc_cpu_s",
+            p["orthanc_cpu_s_total"],
+            "CPU-s",
+            label="Orthanc /peers store, A+C CPU-s",
+            detail=p["orthanc_cpu_s"],
+        )
+        run.figure("peers_studies_per_hour", p["studies_per_hour"], "studies/h")
+        run.figure("peers_instances_per_s", p["instances_per_s"], "instances/s")
+        run.figure(
+            "missing", figures["report"]["missing"], "studies", label="missing after two kills", target=("<=", 0)
+        )
+        mismatched = figures["report"]["count_mismatch"] + figures["report"]["hash_mismatch"]
+        run.figure("mismatched", mismatched, "studies", target=("<=", 0))
+        run.figure(
+            "wall_s", m["wall_without_downtime_s"], "s", detail={k: v for k, v in m.items() if k != "orthanc_cpu_s"}
+        )
+        run.figure("portal_worker_cpu_s", m["portal_worker_cpu_s"], "CPU-s")
 
 
 if __name__ == "__main__":

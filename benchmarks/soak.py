@@ -22,8 +22,8 @@ At the end (after the work in flight drains) it checks that every transfer reach
 study sent is at its destination exactly once, from the destination PACS's own index and its files; every
 emergency access has its alert; a digest was written for each digest day; the chain verifies; every share
 link was staged; no process restarted (supervisord's process table, and its log). It prints counts and each
-process's peak RSS (sampled every 5 s, a program's children included), writes benchmarks/results/soak.json,
-and exits 1 if a check failed.
+process's peak RSS (sampled every 5 s, a program's children included), records its figures
+in benchmarks/results/soak/ (record.py), and exits 1 if a check failed.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -51,7 +50,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results" / "soak.json"
+from record import Run  # noqa: E402 - benchmarks/ is on the path as the script's own folder
+
 PYTHON = sys.executable
 DEMO_TIME_ZONE = "Europe/London"  # settings.TIME_ZONE: the digest hour is local time
 
@@ -607,17 +607,54 @@ def reckon(soak: Soak, demo: Demo, started: dict[str, dict], scan_seconds: int, 
     return figures
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> int:
     args = parse_args()
+    with Run(__file__, arguments={k: v for k, v in vars(args).items() if k not in ("workdir", "keep")}) as run:
+        return soak_run(args, run)
+
+
+def record_figures(run: Run, figures: dict[str, Any]) -> None:
+    """The soak's reckoning as record.py figures: the checks, what moved, the largest process."""
+    checks = figures["checks"]
+    transfers = figures["transfers"]
+    conditions = (
+        f"{figures['minutes of load']:g} min at {figures['actions a minute']:g} actions/min, {figures['database']}"
+    )
+    run.figure(
+        "checks_passed",
+        sum(1 for ok in checks.values() if ok),
+        "checks",
+        label=f"soak of the demo's layout ({conditions}): checks passed",
+        target=(">=", len(checks)),
+        checks=checks,
+        first_errors=figures["first errors"],
+    )
+    run.figure(
+        "transfers_completed",
+        transfers.get("completed", 0),
+        "transfers",
+        label="soak: transfers completed",
+        total=transfers["total"],
+        by_status=transfers,
+    )
+    run.figure("instances_checked", figures["instances checked at destinations"], "instances")
+    run.figure("errors", figures["errors"], "", actions=figures["actions"])
+    run.figure("emergency_alerts", figures["emergency alerts"], "", emergency_accesses=figures["emergency accesses"])
+    run.figure("digests", figures["digests"], "", digest_days_spanned=figures["digest days spanned"])
+    run.figure("processes_restarted", len(figures["processes restarted"]), "", restarted=figures["processes restarted"])
+    peaks = figures["peak RSS MB (program with its children)"]
+    largest = max(peaks, key=peaks.get)
+    run.figure(
+        "largest_peak_rss_mb",
+        peaks[largest],
+        "MB",
+        label=f"soak: largest peak RSS of a demo program ({largest}, with its children)",
+        programs=peaks,
+        single_processes=figures["peak RSS MB (largest single process)"],
+    )
+
+
+def soak_run(args: argparse.Namespace, run: Run) -> int:
     rng = random.Random(args.seed)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="soak-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -689,23 +726,7 @@ def main() -> int:
     ok = all(figures["checks"].values())
     print(json.dumps(figures, indent=2, default=str))
     print("SOAK PASSED" if ok else "SOAK FAILED: " + ", ".join(k for k, v in figures["checks"].items() if not v))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "soak",
-                "machine": {"host": platform.node(), "cpus": os.cpu_count()},
-                "date": started_at.isoformat(timespec="seconds"),
-                "commit": commit(),
-                "figures": figures,
-            },
-            indent=2,
-            default=str,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
-    print(f"Written to {RESULTS.relative_to(ROOT)}")
+    record_figures(run, figures)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -6,6 +6,7 @@ DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS and SITE_URL. Nonsense values
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -425,6 +426,8 @@ GATEWAY_TIME_LIMITS = {
         env.int("MIGRATION_SOFT_TIME_LIMIT", default=20 * 60),
         env.int("MIGRATION_TIME_LIMIT", default=21 * 60),
     ),
+    # An exchanged study's manifest: the destination's listing of the study (three C-FINDs or QIDO-RS calls).
+    "manifest": (env.int("MANIFEST_SOFT_TIME_LIMIT", default=5 * 60), env.int("MANIFEST_TIME_LIMIT", default=6 * 60)),
 }
 for _work, (_soft, _hard) in GATEWAY_TIME_LIMITS.items():
     if not 0 < _soft < _hard:
@@ -600,3 +603,17 @@ CELERY_BEAT_SCHEDULE["sharing-purge"] = {
     "task": "sharing.purge_share_links",
     "schedule": float(SHARE_LINK_PURGE_SECONDS),
 }
+
+# Manifests for the region (manifests/, docs/fhir.md): a KOS manifest (XDS-I.b) and a FHIR ImagingStudy for
+# each exchanged study, and the read-only FHIR API at /fhir/.
+INSTALLED_APPS.append("manifests")
+CELERY_TASK_ROUTES.update({"manifests.*": {"queue": "routine"}})
+# The portal as the region's imaging document source: Retrieve Location UID (0040,E011) of every manifest.
+# Unset, a UID derived from SITE_URL (stable for one deployment).
+IMAGING_DOCUMENT_SOURCE_UID = env.str("IMAGING_DOCUMENT_SOURCE_UID", default="")
+if IMAGING_DOCUMENT_SOURCE_UID and not re.fullmatch(r"[0-9]+(\.[0-9]+)*", IMAGING_DOCUMENT_SOURCE_UID):
+    raise ImproperlyConfigured("IMAGING_DOCUMENT_SOURCE_UID must be a DICOM UID (digits and dots).")
+# A FHIR search answers at most this many studies a page (`_count` may ask for fewer).
+FHIR_MAX_COUNT = env.int("FHIR_MAX_COUNT", default=100)
+if not 1 <= FHIR_MAX_COUNT <= 1000:
+    raise ImproperlyConfigured("FHIR_MAX_COUNT must be between 1 and 1000.")
