@@ -16,7 +16,8 @@ run's own), Debian's `orthanc` and `orthanc-dicomweb`.
    database holds after months.
 4. Baseline: Orthanc moving the same studies by `/peers/<dest>/store`, one after another.
 5. The portal: every study submitted as a routine transfer at once, two worker processes
-   (`celery worker -c 1` each); a trauma transfer of a 20-slice CT submitted when the queue is full.
+   (`celery worker -c N` each, N the CPUs as the Procfile's default); a trauma transfer of a 20-slice
+   CT submitted when the queue is full.
    Aggregate instances/s = instances / (last completion - first submission).
 6. Small studies: `--small` CR-pair transfers submitted at once into the idle workers; completions
    per minute.
@@ -92,6 +93,12 @@ def main() -> None:
     parser.add_argument("--ledger-rows", type=int, default=1_000_000)
     parser.add_argument("--matrix", type=int, default=128)
     parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="each worker's -c (Procfile: Celery's default, the CPUs)",
+    )
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "region_peak.json"))
     args = parser.parse_args()
     _database("create")
@@ -176,7 +183,10 @@ def main() -> None:
                 "LOG_LEVEL": "WARNING",
                 "DATABASE_URL": BENCH_DB,
             }
-            workers = [Worker(WORK / f"worker{i}", options, env_extra=env, concurrency=1).start() for i in (1, 2)]
+            workers = [
+                Worker(WORK / f"worker{i}", options, env_extra=env, concurrency=args.concurrency).start()
+                for i in (1, 2)
+            ]
             try:
                 figures["portal"] = _portal_run(pacs, trusts, user, queue, trauma, workers, instances)
                 figures["small_studies"] = _small_run(trusts, user, small, workers)
