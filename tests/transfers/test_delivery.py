@@ -5,15 +5,18 @@ destination already holds are `already_present`, never sent and never failures."
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage
 
-from dicomkit import GatewayConfig, GatewayError, StoreResult
+from dicomkit import GatewayConfig, GatewayError, StoreResult, dicomweb
+from dicomkit.dicomweb import DicomWebClient
 from dicomkit.dimse import DimseClient
 from directory.models import SharingAgreement
 from tests.dicom.orthanc import OrthancProcess, free_port
@@ -276,3 +279,31 @@ def test_mark_stored_records_a_duplicate_answer_as_already_present(region, ct_st
 
     assert ledger.mark_stored(transfer, [item], [result]) == {ct_study.uid: ["1.2.3"]}
     assert transfer.instances.get().state == InstanceState.ALREADY_PRESENT
+
+
+def test_a_stow_answer_naming_an_instance_failed_as_a_duplicate_is_already_present():
+    """PS3.18: a FailedSOPSequence entry with FailureReason 0x0111 means the origin server holds it."""
+    config = GatewayConfig(
+        label="Web",
+        dicomweb_url="http://127.0.0.1:9",
+        retrieve_method="wado-rs",
+        store_method="stow-rs",
+        query_method="qido-rs",
+    )
+    client = DicomWebClient(config)
+    response = requests.models.Response()
+    response.status_code = 409
+    failed = [
+        {"00081155": {"vr": "UI", "Value": [uid]}, "00081197": {"vr": "US", "Value": [reason]}}
+        for uid, reason in (("1.2.3", 0x0111), ("1.2.4", 0xC000))
+    ]
+    stored = [{"00081155": {"vr": "UI", "Value": ["1.2.5"]}}]
+    response._content = json.dumps(
+        {"00081198": {"vr": "SQ", "Value": failed}, "00081199": {"vr": "SQ", "Value": stored}}
+    ).encode()
+    outcome = dicomweb._stow_outcome(response)
+
+    duplicate, refused, sent = (client._stow_result(Path(uid), uid, outcome) for uid in ("1.2.3", "1.2.4", "1.2.5"))
+    assert duplicate.ok and duplicate.already_present
+    assert not refused.ok and "0xC000" in refused.message
+    assert sent.ok and not sent.already_present
