@@ -75,6 +75,8 @@ class LocalEventType(models.TextChoices):
     CHAIN_VERIFIED = "IEP161", "Audit chain verified"
     DIGEST_EXPORTED = "IEP162", "Audit chain digest exported"
     ALERT_ACKNOWLEDGED = "IEP163", "Audit alert acknowledged"
+    FHIR_SEARCH = "IEP171", "FHIR search"
+    MANIFEST_DISCLOSED = "IEP172", "Study manifest disclosed (FHIR)"
 
 
 class AlertStatus(models.TextChoices):

@@ -3,7 +3,7 @@ what it costs each side in CPU.
 
     .venv/bin/python benchmarks/transfer_throughput.py [--instances 300] [--rows 512] [--runs 3]
         [--pairs wado-rs/stow-rs,c-get/c-store,c-move/c-store] [--store-streams N] [--batch-size N]
-        [--scratch /dev/shm] [--sender dcmsend|pynetdicom] [--json benchmarks/results/transfer_throughput.json]
+        [--scratch /dev/shm] [--sender dcmsend|pynetdicom]
 
 Issue #20's benchmark. Starts two Orthanc servers (A holds a synthetic CT study, 300 x 512² ≈ 158 MB
 by default; B is empty; both at Orthanc's default 16 kB PDUs), then moves that same study A → B, each
@@ -34,16 +34,13 @@ keep both Orthancs' storage in RAM (steadier figures; ext4 inode allocation swin
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +52,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")  # no mail in the figures
+
+from record import Run  # noqa: E402 - benchmarks/ is on the path as the script's own folder
 
 PORTAL = "portal"
 BASELINE = "baseline"
@@ -123,8 +122,8 @@ def main() -> None:
         help="a RAM-backed folder for the engine's TRANSFER_SCRATCH_DIR (default: /dev/shm; '' spools on disk)",
     )
     parser.add_argument("--skip-baselines", action="store_true", help="the engine's pairs only (an A/B)")
-    parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "transfer_throughput.json"))
     args = parser.parse_args()
+    run = Run(__file__, arguments={**vars(args), "TMPDIR": os.environ.get("TMPDIR", "")})
 
     import django
 
@@ -275,7 +274,8 @@ def main() -> None:
             "tmpdir": tempfile.gettempdir(),
         }
         figures["runs"] = runs
-        _write(args.json, figures)
+        _record(run, figures)
+        run.save()
     finally:
         if receiver is not None:
             receiver.terminate()
@@ -361,25 +361,43 @@ def _report(runs: dict[str, dict[str, list[dict]]], size: int, pairs: list[tuple
     return figures
 
 
-def _write(path: str, figures: dict) -> None:
-    """{"benchmark", "machine", "date", "commit", "figures"}, as the other results in benchmarks/results."""
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    record = {
-        "benchmark": "transfer_throughput",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_average_at_end": os.getloadavg(),
-            "note": "shared machine: wall-clock figures are noisy under load; CPU-seconds per process are not",
-        },
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "commit": commit + ("-dirty" if dirty else ""),
-        "figures": figures,
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(f"\nwritten to {path}")
+def _record(run: Run, figures: dict) -> None:
+    """Issue #20's targets as recorded figures (benchmarks/record.py); every run's detail kept beside them."""
+    for label, method in figures["methods"].items():
+        pair = label.removeprefix("(a) portal engine ")
+        slug = pair.lower().replace(" → ", "_to_").replace("-", "")
+        run.figure(f"{slug}_mb_s", method["best_mbs"], "MB/s", least_cpu_s=method["least_cpu_s"])
+        run.figure(
+            f"{slug}_ratio",
+            method["ratio_to_best_baseline"],
+            "",
+            label=f"engine {pair} / best of Orthanc and storescu, best runs",
+            target=(">=", method["ratio_target"]),
+        )
+        run.figure(
+            f"{slug}_pacs_cpu_vs_peers",
+            method["pacs_cpu_vs_peers_store"],
+            "x",
+            label=f"Orthanc A+B CPU-s for engine {pair} / for Orthanc's /peers/b/store",
+            target=("<=", 1.1),
+        )
+        run.figure(
+            f"{slug}_portal_cpu_s_per_gb",
+            method["portal_cpu_s_per_gb"],
+            "CPU-s/GB",
+            label=f"portal's CPU per GB moved, {pair}",
+            target=("<=", 2.5),
+        )
+    for label, baseline in figures["baselines"].items():
+        run.figure(label, baseline["best_mbs"], "MB/s", least_cpu_s=baseline["least_cpu_s"])
+    run.figure(
+        "one_instance_engine_ms",
+        figures["one_instance_study_seconds"] * 1000,
+        "ms",
+        settings=figures["settings"],
+        runs=figures["runs"],
+    )
+    run.note("shared 2-core machine: wall-clock figures swing with the load; CPU-seconds per process much less")
 
 
 def _methods(retrieve: str, store: str) -> None:
