@@ -384,6 +384,10 @@ TRANSFER_TIME_LIMIT = env.int("TRANSFER_TIME_LIMIT", default=6 * 3600 + 300)
 # -> 150 MB/s for STOW-RS alone, benchmarks/transfer_throughput.py), and one extra slot still leaves a
 # gateway's others to other transfers; more helps a distant PACS and costs other transfers their slots.
 TRANSFER_STORE_STREAMS = env.int("TRANSFER_STORE_STREAMS", default=2)
+# What sends C-STOREs: "pynetdicom", or "dcmsend" (dcmtk's, one process per batch, its per-file report
+# read back; pynetdicom for what it could not send). Measured on the engine's C-GET -> C-STORE pair the two
+# cost the same CPU (the receive side dominates: docs/performance.md), so the established one is default.
+DICOM_STORE_SENDER = env.str("DICOM_STORE_SENDER", default="pynetdicom")
 if TRANSFER_LEASE_SECONDS < 5 or not 0 < TRANSFER_SOFT_TIME_LIMIT < TRANSFER_TIME_LIMIT:
     raise ImproperlyConfigured("TRANSFER_* settings: lease >= 5 s, soft limit below the hard limit.")
 if not 1 <= TRANSFER_STORE_STREAMS <= 64:

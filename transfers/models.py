@@ -72,6 +72,10 @@ class Transfer(models.Model):
     # again by the next pass even when some of its instances have rows: a pass that died while the
     # listing was still running leaves rows for the first batches only.
     listed_studies = models.JSONField(default=list, blank=True)
+    # The plan, from the source's series-level counts before the first byte moves: {study UID: instances}.
+    # Ledger rows are added as instances are retrieved; progress counts the larger of the two.
+    planned = models.JSONField(default=dict, blank=True)
+    instances_planned = models.PositiveIntegerField(default=0)
     # The patient, as the source's C-FIND / QIDO-RS answered, for the audit trail.
     patient_id = models.CharField(max_length=64, blank=True)
     nhs_number = models.CharField(max_length=10, blank=True)
@@ -98,6 +102,13 @@ class InstanceState(models.TextChoices):
     FAILED = "failed", "Failed"
     # Kept on disk in the destination trust's reconciliation queue: not sent yet, never reported as sent.
     HELD = "held", "Held for reconciliation"
+    # The destination held it before we sent it (learned by asking, or answered "duplicate"): not sent,
+    # not a failure, never sent again.
+    ALREADY_PRESENT = "already_present", "Already at the destination"
+
+
+# At the destination by the destination's own answer: what progress counts as done.
+DELIVERED = (InstanceState.STORED, InstanceState.ALREADY_PRESENT)
 
 
 class TransferInstance(models.Model):
@@ -109,7 +120,7 @@ class TransferInstance(models.Model):
     series_instance_uid = models.CharField(max_length=64, blank=True)
     size = models.BigIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
-    state = models.CharField(max_length=10, choices=InstanceState.choices, default=InstanceState.PENDING)
+    state = models.CharField(max_length=16, choices=InstanceState.choices, default=InstanceState.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -77,7 +77,8 @@ def _send(transfer: Transfer, recipients: list[str], text: tuple[str, str]) -> i
 
 def _counts(transfer: Transfer) -> tuple[int, int, int]:
     states = list(transfer.instances.values_list("state", flat=True))
-    return len(states), states.count(InstanceState.STORED), states.count(InstanceState.FAILED)
+    delivered = states.count(InstanceState.STORED) + states.count(InstanceState.ALREADY_PRESENT)
+    return len(states), delivered, states.count(InstanceState.FAILED)
 
 
 def _link(transfer: Transfer) -> str:
