@@ -382,6 +382,10 @@ GATEWAY_TIME_LIMITS = {
         env.int("FORWARDING_TIME_LIMIT", default=46 * 60),
     ),
     "health": (env.int("HEALTH_SOFT_TIME_LIMIT", default=120), env.int("HEALTH_TIME_LIMIT", default=150)),
+    "correction": (
+        env.int("CORRECTION_SOFT_TIME_LIMIT", default=20 * 60),
+        env.int("CORRECTION_TIME_LIMIT", default=21 * 60),
+    ),
 }
 for _work, (_soft, _hard) in GATEWAY_TIME_LIMITS.items():
     if not 0 < _soft < _hard:
@@ -545,6 +549,9 @@ CELERY_BEAT_SCHEDULE["exchange-purge-staff-views"] = {
 
 # DICOMweb under a capability and the advanced viewer (dicomweb/, docs/dicomweb.md).
 INSTALLED_APPS.append("dicomweb")
+# The register of copies, corrections that follow them, coercion on arrival (copies/, docs/copies.md).
+INSTALLED_APPS.append("copies")
+CELERY_TASK_ROUTES.update({"copies.*": {"queue": "routine"}})
 # A consultant's bearer token for their own viewer lives this long (never past its link's expiry).
 DICOMWEB_TOKEN_HOURS = env.int("DICOMWEB_TOKEN_HOURS", default=24)
 if DICOMWEB_TOKEN_HOURS < 1 or STAFF_VIEW_KEEP_SECONDS < 60:
