@@ -19,7 +19,14 @@ from portal.api import run_service
 
 from . import coercion, selectors, services
 from .models import CorrectionDelivery
-from .serializers import CorrectionCreateSerializer, CorrectionSerializer, MappingSerializer, UnmappedSerializer
+from .serializers import (
+    CorrectionCreateSerializer,
+    CorrectionSerializer,
+    HoldingListSerializer,
+    MappingTableSerializer,
+    MappingUploadedSerializer,
+    MappingUploadSerializer,
+)
 
 
 class CopiesView(APIView):
@@ -30,7 +37,8 @@ class CopiesView(APIView):
             OpenApiParameter("study_instance_uid", str),
             OpenApiParameter("nhs_number", str),
             OpenApiParameter("holder", str, description="ODS code of the holding trust"),
-        ]
+        ],
+        responses=HoldingListSerializer,
     )
     def get(self, request: Request) -> Response:
         perms.require(selectors.may_see_copies(request.user), "Imaging managers and IG officers read the register.")
@@ -105,6 +113,7 @@ class MappingView(APIView):
         )
         return trust
 
+    @extend_schema(responses=MappingTableSerializer)
     def get(self, request: Request, ods_code: str) -> Response:
         trust = self._trust(request, ods_code)
         return Response(
@@ -115,6 +124,7 @@ class MappingView(APIView):
             }
         )
 
+    @extend_schema(request=MappingUploadSerializer, responses=MappingUploadedSerializer)
     def post(self, request: Request, ods_code: str) -> Response:
         trust = self._trust(request, ods_code)
         upload = request.FILES.get("file")

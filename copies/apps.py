@@ -14,4 +14,4 @@ class CopiesConfig(AppConfig):
 
         stages.register(ArrivalCoercion(), order=10)  # before reconciliation: held files wait coerced
         stages.register(CopyNote(), order=90)  # after every change: the identity the holder's copy carries
-        signals.transfer_ended.connect(on_transfer_ended, dispatch_uid="copies.on_transfer_ended")
+        signals.transfer_recorded.connect(on_transfer_ended, dispatch_uid="copies.on_transfer_recorded")

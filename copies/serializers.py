@@ -113,3 +113,44 @@ class UnmappedSerializer(serializers.ModelSerializer):
             "last_seen",
         ]
         read_only_fields = fields
+
+
+class HoldingSerializer(serializers.Serializer):
+    """One trust's copies of one study under one identity (copies.selectors.Holding)."""
+
+    holder = serializers.CharField()
+    holder_name = serializers.CharField()
+    source = serializers.CharField()
+    study_instance_uid = serializers.CharField()
+    patient_id = serializers.CharField()
+    issuer = serializers.CharField()
+    accession_number = serializers.CharField()
+    nhs_number = serializers.CharField()
+    patient_name = serializers.CharField()
+    study_description = serializers.CharField()
+    state = serializers.CharField()
+    instances = serializers.IntegerField()
+    since = serializers.DateTimeField(allow_null=True)
+    last_stored = serializers.DateTimeField(allow_null=True)
+    transfers = serializers.ListField(child=serializers.IntegerField())
+    via = serializers.ListField(child=serializers.CharField())
+
+
+class HoldingListSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = HoldingSerializer(many=True)
+
+
+class MappingTableSerializer(serializers.Serializer):
+    trust = serializers.CharField()
+    mappings = MappingSerializer(many=True)
+    unmapped = UnmappedSerializer(many=True)
+
+
+class MappingUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="The CSV table (replaces the trust's whole table).")
+
+
+class MappingUploadedSerializer(serializers.Serializer):
+    trust = serializers.CharField()
+    rows = serializers.IntegerField()

@@ -2,7 +2,7 @@
 
 Register: every instance the portal stores at a trust's PACS is noted as it goes out (the engine's last
 stage, reconciliation's forward, second-opinion filing) with the identity the holder's copy carries, and
-becomes a copy once the transfer's end (transfers.completion → signals.transfer_ended) says the
+becomes a copy once the transfer's end (transfers.completion → signals.transfer_recorded) says the
 destination stored it.
 
 Corrections (IHE IOCM): the source's imaging manager rejects instances, series or a study with a reason, or
@@ -202,7 +202,7 @@ def copies_record_files(*, holder: Trust, gateway: Gateway, source: Trust, paths
 
 
 def on_transfer_ended(sender: Any, transfer_id: int, **kwargs: Any) -> None:
-    """transfers.signals.transfer_ended receiver."""
+    """transfers.signals.transfer_recorded receiver: inside the transaction that ends the transfer."""
     copies_confirm_transfer(transfer_id)
 
 

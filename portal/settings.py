@@ -329,6 +329,9 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
         "GatewayStatusEnum": "directory.models.Gateway.Status",
         "ServiceAccountRoleEnum": "accounts.roles.SERVICE_ACCOUNT_ROLE_CHOICES",
         "RoleEnum": "accounts.roles.Role",
+        "CorrectionDeliveryStateEnum": "copies.models.DeliveryState",
+        "CorrectionKindEnum": "copies.models.CorrectionKind",
+        "ApiTokenStateEnum": ["active", "expired", "revoked"],
     }
 )
 # Transfers (transfers/): urgent and trauma work has its own queue so routine backlogs never delay it.

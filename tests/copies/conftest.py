@@ -79,7 +79,13 @@ def retrieved(paths: list[Path]) -> list[RetrievedInstance]:
 
 
 def stored_transfer(
-    *, source: Trust, destination: Trust, source_gateway: Gateway, destination_gateway: Gateway, paths: list[Path], by: User
+    *,
+    source: Trust,
+    destination: Trust,
+    source_gateway: Gateway,
+    destination_gateway: Gateway,
+    paths: list[Path],
+    by: User,
 ) -> Transfer:
     """A transfer whose engine ran the stages over `paths` and stored them: what the engine leaves behind."""
     from transfers import stages
@@ -110,9 +116,9 @@ def stored_transfer(
         ]
     )
     sent = stages.prepare_batch(transfer, None, items)  # type: ignore[arg-type]
-    TransferInstance.objects.filter(
-        transfer=transfer, sop_instance_uid__in=[i.sop_instance_uid for i in sent]
-    ).update(state=InstanceState.STORED)
+    TransferInstance.objects.filter(transfer=transfer, sop_instance_uid__in=[i.sop_instance_uid for i in sent]).update(
+        state=InstanceState.STORED
+    )
     return transfer
 
 

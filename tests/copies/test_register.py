@@ -48,9 +48,7 @@ def exchanged_to_two(
     return transfers
 
 
-def test_a_copy_is_only_noted_until_the_transfer_ends(
-    receiving, trust_a, gateway_a, gateway_b, study_files, alice
-):
+def test_a_copy_is_only_noted_until_the_transfer_ends(receiving, trust_a, gateway_a, gateway_b, study_files, alice):
     stored_transfer(
         source=trust_a,
         destination=receiving[0],
