@@ -23,9 +23,11 @@ from .serializers import (
     CorrectionCreateSerializer,
     CorrectionSerializer,
     HoldingListSerializer,
+    MappingSerializer,
     MappingTableSerializer,
     MappingUploadedSerializer,
     MappingUploadSerializer,
+    UnmappedSerializer,
 )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
 KOS_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"  # Key Object Selection Document Storage
 REJECTION_TITLES = {
@@ -109,7 +109,7 @@ def rejection_note(
         content.append(item)
     ds.ContentSequence = Sequence(content)
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = KOS_SOP_CLASS, sop_instance_uid
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UID(KOS_SOP_CLASS), UID(sop_instance_uid)
     meta.TransferSyntaxUID, meta.ImplementationClassUID = ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
     ds.file_meta = meta
     return ds

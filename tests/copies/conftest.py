@@ -13,6 +13,11 @@ from dicomkit import RetrievedInstance, nhs
 from dicomkit.sim.synthetic import SyntheticPatient, make_study
 from directory.models import Gateway, SharingAgreement, Trust
 from tests.helpers import grant, make_user
+from tests.transfers.conftest import (  # noqa: F401 - Orthanc pair, worker and the SQLite hook, shared on purpose
+    pacs_pair,
+    pytest_collection_modifyitems,
+    transfer_worker,
+)
 from transfers.models import InstanceState, Transfer, TransferInstance
 
 

@@ -21,16 +21,14 @@ from dicomkit.sim.synthetic import make_study
 from dicomkit.spool import sha256_of
 from directory.models import SharingAgreement
 from tests.helpers import api_as, signed_in
-from tests.transfers.conftest import pacs_pair, transfer_worker  # noqa: F401 - shared fixtures
 from tests.transfers.peers import orthanc_gateway
 from tests.transfers.test_worker import finished, push, wait_for
-from transfers.models import InstanceState
 
 pytestmark = [pytest.mark.interop, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def region(pacs_pair, trust_a, trust_b):  # noqa: F811
+def region(pacs_pair, trust_a, trust_b):
     trust_b.reconcile_patient_id = trust_b.prefix_accession = trust_b.prefix_study_description = False
     trust_b.save()
     agreement = SharingAgreement.objects.create(trust_a=trust_a, trust_b=trust_b)
@@ -68,7 +66,7 @@ def test_a_pushed_ct_rejected_at_the_source_reaches_b_as_a_rejection_note_bs_man
     alice,
     amir,
     bea,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     a, b = pacs_pair
     study = make_study(tmp_path / "ct", modality="CT", n_instances=4, seed=2211)
@@ -121,7 +119,7 @@ def test_an_identity_correction_reaches_a_holder_that_was_down_when_it_is_back(
     pacs_pair,
     alice,
     amir,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     a, b = pacs_pair
     study = make_study(tmp_path / "mr", modality="MR", n_instances=3, seed=2212)
@@ -167,7 +165,7 @@ def test_private_elements_go_under_remove_and_stay_under_keep(
     region,
     pacs_pair,
     alice,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     a, b = pacs_pair
     agreement = region[2]
@@ -197,7 +195,7 @@ def test_a_code_mapped_by_an_uploaded_csv_arrives_as_the_nicip_code(
     pacs_pair,
     alice,
     bea,
-    tmp_path,  # noqa: F811
+    tmp_path,
 ):
     a, b = pacs_pair
     table = (
