@@ -13,6 +13,7 @@ under its one retry policy; the holder's imaging managers acknowledge it. Each s
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,9 +403,14 @@ def correction_deliver(delivery_id: int, client: GatewayClient) -> str:
             f"{delivery.gateway.name} refused the rejection note: {message}", permanent=refused[0].permanent
         )
     correction = delivery.correction
+    corrected = 0
+    if correction.kind == CorrectionKind.IDENTITY and agreement_sends_corrected(
+        correction.source_id, delivery.holder_id
+    ):
+        corrected = send_corrected(delivery, client)
     with transaction.atomic():
         CorrectionDelivery.objects.filter(pk=delivery_id).update(
-            state=DeliveryState.SENT, sent_at=timezone.now(), last_error=""
+            state=DeliveryState.SENT, sent_at=timezone.now(), last_error="", corrected_sent=corrected
         )
         catalogue.CORRECTION_DELIVERED.record(
             actor=ACTOR,
@@ -419,10 +425,49 @@ def correction_deliver(delivery_id: int, client: GatewayClient) -> str:
                 "reason_code": correction.reason,
                 "note": delivery.note_sop_instance_uid,
                 "instances": delivery.instances,
+                "corrected_sent": corrected,
                 "gateway": delivery.gateway.name,
             },
         )
+    shutil.rmtree(correction_dir(delivery.pk), ignore_errors=True)
     return DeliveryState.SENT
+
+
+def send_corrected(delivery: CorrectionDelivery, client: GatewayClient) -> int:
+    """For an identity correction, where the agreement allows: the holder's own copies, retrieved from its
+    gateway, corrected (kos.corrected_copy: new SOP and Series UIDs, the Study UID kept) and stored there
+    beside the note that rejects the old ones; each goes on the register. Returns how many were stored."""
+    correction = delivery.correction
+    copies = {c.sop_instance_uid: c for c in _named_copies(delivery)}
+    folder = correction_dir(delivery.pk) / "corrected"
+    retrieval = client.retrieve(correction.study_instance_uid, sop_uids=sorted(copies), spool_dir=folder / "in")
+    try:
+        got = list(retrieval)
+    finally:
+        retrieval.close()
+    change = kos.CorrectedIdentity(**{k: v for k, v in correction.corrected.items() if k in IDENTITY_FIELDS})
+    paths = []
+    for item in got:
+        copy = copies.get(item.sop_instance_uid)
+        if copy is None:
+            continue
+        ds = dcmread(item.path)
+        # A copy filed under the holder's own MRN keeps it: only the source's own patient ID is the source's to correct.
+        own = copy.issuer == correction.source.patient_id_issuer or not copy.issuer
+        kos.corrected_copy(ds, change, salt=delivery.note_sop_instance_uid, replace_patient_id=own)
+        paths.append(kos.write(ds, folder / f"{ds.SOPInstanceUID}.dcm"))
+        item.path.unlink(missing_ok=True)
+    results = client.store(paths)
+    refused = [r for r in results if not r.ok]
+    if refused:
+        raise GatewayError(
+            f"{delivery.gateway.name} refused corrected instances: {refused[0].message or refused[0].status}",
+            permanent=refused[0].permanent,
+        )
+    copies_record_files(
+        holder=delivery.holder, gateway=delivery.gateway, source=correction.source, paths=paths, via=Via.CORRECTION
+    )
+    return len(paths)
 
 
 def correction_delivery_note(delivery_id: int, error: str) -> None:

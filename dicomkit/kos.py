@@ -165,3 +165,49 @@ def write(ds: Dataset, path: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@dataclass(frozen=True)
+class CorrectedIdentity:
+    """An identity correction as it is applied to a holder's copy; empty fields stay as the copy has them."""
+
+    patient_name: str = ""
+    birth_date: str = ""
+    sex: str = ""
+    nhs_number: str = ""
+    patient_id: str = ""  # applied only where the copy still carries the source's own patient ID
+    issuer: str = ""
+
+
+def corrected_copy(ds: Dataset, change: CorrectedIdentity, *, salt: str, replace_patient_id: bool) -> Dataset:
+    """The corrected instance (IHE IOCM): the identity changed and new SOP Instance and Series Instance UIDs
+    (derived from the old ones and `salt`, so a retry makes the same ones); the Study Instance UID stays, so
+    the corrected instances file with the note that rejects the old ones."""
+    from pydicom.uid import generate_uid
+
+    from .identity import NHS_ISSUER, OTHER_PATIENT_IDS, nhs_number_of
+
+    old_nhs = nhs_number_of(ds)
+    if change.patient_name:
+        ds.PatientName = change.patient_name
+    if change.birth_date:
+        ds.PatientBirthDate = change.birth_date
+    if change.sex:
+        ds.PatientSex = change.sex
+    if change.patient_id and replace_patient_id:
+        ds.PatientID = change.patient_id
+        if change.issuer:
+            ds.IssuerOfPatientID = change.issuer
+    if change.nhs_number:
+        if str(ds.get("PatientID", "")) == old_nhs and old_nhs:
+            ds.PatientID = change.nhs_number
+        for item in ds.get("OtherPatientIDsSequence", None) or []:
+            if str(item.get("IssuerOfPatientID", "")).upper() == NHS_ISSUER:
+                item.PatientID = change.nhs_number
+        if OTHER_PATIENT_IDS in ds or old_nhs:
+            ds.add_new(OTHER_PATIENT_IDS, "LO", change.nhs_number)
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[salt, str(ds.SOPInstanceUID)])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[salt, str(ds.SeriesInstanceUID)])
+    if getattr(ds, "file_meta", None) is not None:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds

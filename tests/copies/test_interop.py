@@ -155,8 +155,15 @@ def test_an_identity_correction_reaches_a_holder_that_was_down_when_it_is_back(
         what="the correction to reach B once it is back",
     )
     assert sent.attempts >= 2 and sent.last_error == ""
-    notes = [ds for ds in held_at(b, study_uid) if ds.SOPClassUID == kos.KOS_SOP_CLASS]
+    held = held_at(b, study_uid)
+    notes = [ds for ds in held if ds.SOPClassUID == kos.KOS_SOP_CLASS]
     assert [str(n.ConceptNameCodeSequence[0].CodeValue) for n in notes] == ["113038"]
+    # The agreement allows corrected instances: new SOP Instance UIDs, the corrected identity, the same study.
+    corrected = [ds for ds in held if str(ds.PatientName) == "CORRECTED^Patient"]
+    assert len(corrected) == 3 and sent.corrected_sent == 3
+    assert not {str(ds.SOPInstanceUID) for ds in corrected} & {p.stem for p in study}
+    assert {ds.PatientBirthDate for ds in corrected} == {"19610730"}
+    assert Copy.objects.filter(via="correction", holder__ods_code="RBB", study_instance_uid=study_uid).count() == 3
     assert AuditEvent.objects.filter(event_id="110110", event_type="IEP172", study_uids=[study_uid]).count() == 1
 
 
