@@ -29,9 +29,7 @@ def visible_copies(user: Any, queryset: QuerySet | None = None) -> QuerySet:
 
 
 def may_see_copies(user: Any) -> bool:
-    return perms.is_regional_admin(user) or bool(
-        perms.member_trust_ids(user, perms.Perm.MANAGE_TRANSFERS) | perms.member_trust_ids(user, perms.Perm.VIEW_AUDIT)
-    )
+    return perms.may_read_copies_register(user)
 
 
 @dataclass
