@@ -152,3 +152,21 @@ def test_without_a_table_or_a_private_policy_the_files_are_not_touched(
     )
     assert {p.stem: sha256_of(p) for p in study_files} == before
     assert set(transfer.instances.values_list("sha256", flat=True)) == {""}  # the engine hashes; no stage did
+
+
+def test_a_regional_admin_sets_the_agreements_private_element_policy(agreement, rita, amir):
+    url = f"/api/v1/agreements/{agreement.pk}/"
+    body = {
+        "private_elements": "allow_list",
+        "private_creators_kept": ["KEEP ME 1.0"],
+        "send_corrected_instances": False,
+    }
+    changed = api_as(rita).patch(url, body, format="json")
+    assert changed.status_code == 200, changed.json()
+    assert (changed.json()["private_elements"], changed.json()["private_creators_kept"]) == (
+        "allow_list",
+        ["KEEP ME 1.0"],
+    )
+    assert api_as(rita).patch(url, {"private_creators_kept": ["bad\\creator"]}, format="json").status_code == 400
+    assert api_as(rita).patch(url, {"private_elements": "shred"}, format="json").status_code == 400
+    assert api_as(amir).patch(url, {"private_elements": "keep"}, format="json").status_code == 403
