@@ -71,7 +71,7 @@ class CorrectionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         body = CorrectionCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
-        source = get_object_or_404(Trust, ods_code=data.pop("source_trust"))
+        source = data.pop("source_trust")
         correction = run_service(
             services.correction_create, user=request.user, source=source, actor=actor_from_request(request), **data
         )

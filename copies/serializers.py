@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from directory.serializers import TrustField
+
 from .models import Correction, CorrectionDelivery, CorrectionKind, ProcedureMapping, RejectionReason, UnmappedProcedure
 
 UID = {"max_length": 64, "allow_blank": False}
@@ -70,7 +72,7 @@ class IdentitySerializer(serializers.Serializer):
 
 
 class CorrectionCreateSerializer(serializers.Serializer):
-    source_trust = serializers.CharField(max_length=5)
+    source_trust = TrustField()
     study_instance_uid = serializers.CharField(**UID)
     kind = serializers.ChoiceField(choices=CorrectionKind.choices)
     reason = serializers.ChoiceField(choices=RejectionReason.choices, required=False, allow_blank=True)
