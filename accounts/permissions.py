@@ -218,6 +218,13 @@ def may_search_studies(user, trust_id: int) -> bool:
     return trust_id in study_search_trust_ids(user)
 
 
+def visible_manifests(user, queryset: QuerySet) -> QuerySet:
+    """An exchanged study's manifest (FHIR ImagingStudy, KOS): to those who may search the PACS of the trust
+    holding it or of the trust that sent it. No regional-administrator bypass, as for searching."""
+    trusts = study_search_trust_ids(user)
+    return queryset.filter(Q(holder_id__in=trusts) | Q(sender_id__in=trusts))
+
+
 def visible_receiver_records(user, queryset: QuerySet) -> QuerySet:
     """What the portal's receiver took in or quarantined: imaging managers see what their trust's
     gateways sent; regional administrators see everything, including senders no gateway explains."""

@@ -67,6 +67,14 @@ SERIES_VIEWED = _spec(
     "series view", EventID.INSTANCES_ACCESSED, Action.READ, needs="trust study_uids", description="detail.series_uid"
 )
 
+# --- the region's manifests (manifests.fhir_api): a system's FHIR search, and each study it discloses -----
+FHIR_SEARCH = _spec(
+    "FHIR search", EventID.QUERY, Action.EXECUTE, LocalEventType.FHIR_SEARCH, description="detail={'query': ...}"
+)
+MANIFEST_DISCLOSED = _spec(
+    "manifest disclosed", EventID.EXPORT, Action.READ, LocalEventType.MANIFEST_DISCLOSED, "trust study_uids"
+)
+
 # --- moving images between trusts -----------------------------------------------------------------
 PUSH_REQUESTED = _spec(
     "push", EventID.BEGIN_TRANSFERRING, Action.EXECUTE, LocalEventType.PUSH, "trust peer_trust study_uids reason"

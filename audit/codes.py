@@ -76,11 +76,13 @@ class LocalEventType(models.TextChoices):
     CHAIN_VERIFIED = "IEP161", "Audit chain verified"
     DIGEST_EXPORTED = "IEP162", "Audit chain digest exported"
     ALERT_ACKNOWLEDGED = "IEP163", "Audit alert acknowledged"
-    STUDY_REJECTED = "IEP171", "Instances rejected at the source"
-    IDENTITY_CORRECTED = "IEP172", "Patient identity corrected at the source"
-    CORRECTION_DELIVERED = "IEP173", "Correction sent to a holder of copies"
-    CORRECTION_ACKNOWLEDGED = "IEP174", "Correction acknowledged by a holder"
-    COPIES_LISTED = "IEP175", "Register of copies read"
+    FHIR_SEARCH = "IEP171", "FHIR search"
+    MANIFEST_DISCLOSED = "IEP172", "Study manifest disclosed (FHIR)"
+    STUDY_REJECTED = "IEP181", "Instances rejected at the source"
+    IDENTITY_CORRECTED = "IEP182", "Patient identity corrected at the source"
+    CORRECTION_DELIVERED = "IEP183", "Correction sent to a holder of copies"
+    CORRECTION_ACKNOWLEDGED = "IEP184", "Correction acknowledged by a holder"
+    COPIES_LISTED = "IEP185", "Register of copies read"
 
 
 class AlertStatus(models.TextChoices):

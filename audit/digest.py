@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, replace
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,15 @@ from .models import AuditAlert, AuditEvent, ChainDigest, ChainHead
 from .services import ChainReport, verify_chain
 from .signing import canonical_bytes, sign, signature_valid
 
-__all__ = ["check_digest", "export_digest", "record_verification", "signature_valid", "verify_anchored"]
+__all__ = [
+    "check_digest",
+    "digest_due",
+    "export_digest",
+    "export_due_digest",
+    "record_verification",
+    "signature_valid",
+    "verify_anchored",
+]
 
 DOCUMENT_TYPE = "iep-audit-chain-digest"
 log = structlog.get_logger("audit.digest")
@@ -127,6 +135,25 @@ def _write(document: dict[str, Any], path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _day_start(now: datetime | None = None) -> datetime:
+    """When the current digest day began: the latest AUDIT_DIGEST_HOUR:00, local time."""
+    now = timezone.localtime(now)
+    start = now.replace(hour=settings.AUDIT_DIGEST_HOUR, minute=0, second=0, microsecond=0)
+    return start if start <= now else start - timedelta(days=1)
+
+
+def digest_due(now: datetime | None = None) -> bool:
+    """True while no digest has been written since the digest day began."""
+    return not ChainDigest.objects.filter(created_at__gte=_day_start(now)).exists()
+
+
+def export_due_digest() -> ChainDigest | None:
+    """The day's digest, once: what beat runs every AUDIT_DIGEST_CHECK_SECONDS. A day whose hour passed
+    while beat was down (or before the portal first ran) gets its digest at the next check; a second
+    beat, or a restarted one, never writes two for one day."""
+    return _export(only_if_due=True) if digest_due() else None
+
+
 def export_digest() -> ChainDigest:
     """Verify (against the digest files too), record the export, then sign, write and email a digest.
 
@@ -134,12 +161,22 @@ def export_digest() -> ChainDigest:
     A failed verification is written into the digest and raises its alerts; the digest still records
     the head as it stands, so the next check measures the database against it.
     """
+    digest = _export(only_if_due=False)
+    if digest is None:  # pragma: no cover - only an export that may skip returns None
+        raise RuntimeError("the digest export returned nothing")
+    return digest
+
+
+def _export(*, only_if_due: bool) -> ChainDigest | None:
+    """export_digest's work; `only_if_due`: nothing (None) if another export wrote the day's digest first."""
     verification = verify_anchored(since_last_digest=True)
     report = verification.report
     _alert(verification)
     with transaction.atomic():
         # Hold the chain head, so that the export's record takes the next number (which names the file).
         head = ChainHead.objects.select_for_update().filter(pk=1).values_list("seq", flat=True).first() or 0
+        if only_if_due and not digest_due():  # checked under the head's lock: one export a day wins
+            return None
         path = _path(head + 1)
         event = catalogue.AUDIT_DIGEST_EXPORTED.record(
             actor=ACTOR,

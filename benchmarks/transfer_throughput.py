@@ -53,6 +53,8 @@ os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")  # no mail in the figures
 
+from record import Run  # noqa: E402 - benchmarks/ is on the path as the script's own folder
+
 PORTAL = "portal"
 BASELINE = "baseline"
 
@@ -117,6 +119,11 @@ def main() -> None:
         "'' spools on disk, under SPOOL_DIR)",
     )
     args = parser.parse_args()
+    with Run(__file__, arguments={**vars(args), "TMPDIR": os.environ.get("TMPDIR", "")}) as run:
+        measure(args, run)
+
+
+def measure(args: argparse.Namespace, run: Run) -> None:
 
     import django
 
@@ -165,17 +172,17 @@ def main() -> None:
             flush=True,
         )
         pairs = [tuple(p.split("/")) for p in args.pairs.split(",")]
-        from transfers import engine
+        from transfers.engine import pipeline
 
         if args.store_streams:
             settings.TRANSFER_STORE_STREAMS = args.store_streams
         if args.batch_size:
-            engine.BATCH_SIZE = args.batch_size
+            pipeline.BATCH_SIZE = args.batch_size
         if args.scratch:
             settings.TRANSFER_SCRATCH_DIR = tempfile.mkdtemp(prefix="transfer-bench-", dir=args.scratch)
         streams, scratch = settings.TRANSFER_STORE_STREAMS, settings.TRANSFER_SCRATCH_DIR or "disk spool"
         print(
-            f"engine: batches of {engine.BATCH_SIZE}, up to {streams} store streams, scratch spool: {scratch}\n",
+            f"engine: batches of {pipeline.BATCH_SIZE}, up to {streams} store streams, scratch spool: {scratch}\n",
             flush=True,
         )
         region = _region(a, b)
@@ -224,7 +231,7 @@ def main() -> None:
                 label = f"(a) portal engine {pair[0].upper()} → {pair[1].upper()}"
                 mbs = size / 1e6 / timed(label, size, lambda: _engine(region, study_uid), clear, check())
                 best[PORTAL][label] = max(best[PORTAL].get(label, 0.0), mbs)
-        _report(best)
+        _report(best, run, size)
         _methods(*pairs[0])
         fixed = [
             timed(
@@ -240,6 +247,7 @@ def main() -> None:
             f"\nengine's cost for a one-instance study (plan, retrieve, store, verify, audit): "
             f"{min(fixed) * 1000:.0f} ms"
         )
+        run.figure("one_instance_engine_ms", min(fixed) * 1000, "ms")
     finally:
         a.remove()
         b.remove()
@@ -248,7 +256,7 @@ def main() -> None:
             shutil.rmtree(settings.TRANSFER_SCRATCH_DIR, ignore_errors=True)
 
 
-def _report(best: dict[str, dict[str, float]]) -> None:
+def _report(best: dict[str, dict[str, float]], run: Run, size: int) -> None:
     print("\nbest of the runs:")
     for group in (BASELINE, PORTAL):
         for label, mbs in best[group].items():
@@ -262,6 +270,14 @@ def _report(best: dict[str, dict[str, float]]) -> None:
         f"target ≥ 1.0: {'met' if ratio >= 1.0 else 'NOT met'}",
         flush=True,
     )
+    for group in (BASELINE, PORTAL):
+        for label, mbs in best[group].items():
+            run.figure(label, mbs, "MB/s")
+    study = f"{size / 1e6:.0f} MB CT study, Orthanc to Orthanc"
+    pair = portal_label.removeprefix("(a) portal engine ")
+    run.figure("portal_best_mb_s", portal, "MB/s", label=f"engine's best, {study}, {pair}")
+    run.figure("baseline_best_mb_s", other, "MB/s", label=f"best of Orthanc and storescu, {other_label[4:]}")
+    run.figure("ratio", ratio, "", label="engine / best of Orthanc and storescu, best runs", target=(">=", 1.0))
 
 
 def _methods(retrieve: str, store: str) -> None:

@@ -33,7 +33,7 @@ from accounts import permissions as perms
 from audit import catalogue
 from audit.codes import ActorType
 from audit.context import Actor, system_actor
-from dicomkit import GatewayClient, GatewayError, RetrievedInstance, kos
+from dicomkit import GatewayClient, GatewayError, RetrievedInstance, rejection
 from dicomkit.identity import nhs_number_of, person_name, text
 from directory.models import Gateway, SharingAgreement, Trust
 from portal.enqueue import enqueue_after_commit
@@ -364,9 +364,9 @@ def rejection_note_for(delivery: CorrectionDelivery) -> Path:
         return path
     copies = _named_copies(delivery)
     first, correction = copies[0], delivery.correction
-    note = kos.rejection_note(
+    note = rejection.rejection_note(
         study_instance_uid=correction.study_instance_uid,
-        patient=kos.NotePatient(
+        patient=rejection.NotePatient(
             patient_id=first.patient_id,
             issuer=first.issuer,
             patient_name=first.patient_name,
@@ -375,7 +375,7 @@ def rejection_note_for(delivery: CorrectionDelivery) -> Path:
             accession_number=first.accession_number,
         ),
         reason=correction.reason,
-        instances=[kos.Referenced(c.series_instance_uid, c.sop_instance_uid, c.sop_class_uid) for c in copies],
+        instances=[rejection.Referenced(c.series_instance_uid, c.sop_instance_uid, c.sop_class_uid) for c in copies],
         sop_instance_uid=delivery.note_sop_instance_uid,
         series_instance_uid=delivery.note_sop_instance_uid + ".1"
         if len(delivery.note_sop_instance_uid) < 62
@@ -384,7 +384,7 @@ def rejection_note_for(delivery: CorrectionDelivery) -> Path:
         comment=correction.comment,
         institution=correction.source.name,
     )
-    return kos.write(note, path)
+    return rejection.write(note, path)
 
 
 def correction_deliver(delivery_id: int, client: GatewayClient) -> str:
@@ -435,7 +435,7 @@ def correction_deliver(delivery_id: int, client: GatewayClient) -> str:
 
 def send_corrected(delivery: CorrectionDelivery, client: GatewayClient) -> int:
     """For an identity correction, where the agreement allows: the holder's own copies, retrieved from its
-    gateway, corrected (kos.corrected_copy: new SOP and Series UIDs, the Study UID kept) and stored there
+    gateway, corrected (rejection.corrected_copy: new SOP and Series UIDs, the Study UID kept) and stored there
     beside the note that rejects the old ones; each goes on the register. Returns how many were stored."""
     correction = delivery.correction
     copies = {c.sop_instance_uid: c for c in _named_copies(delivery)}
@@ -445,7 +445,7 @@ def send_corrected(delivery: CorrectionDelivery, client: GatewayClient) -> int:
         got = list(retrieval)
     finally:
         retrieval.close()
-    change = kos.CorrectedIdentity(**{k: v for k, v in correction.corrected.items() if k in IDENTITY_FIELDS})
+    change = rejection.CorrectedIdentity(**{k: v for k, v in correction.corrected.items() if k in IDENTITY_FIELDS})
     paths = []
     for item in got:
         copy = copies.get(item.sop_instance_uid)
@@ -454,8 +454,8 @@ def send_corrected(delivery: CorrectionDelivery, client: GatewayClient) -> int:
         ds = dcmread(item.path)
         # A copy filed under the holder's own MRN keeps it: only the source's own patient ID is the source's to correct.
         own = copy.issuer == correction.source.patient_id_issuer or not copy.issuer
-        kos.corrected_copy(ds, change, salt=delivery.note_sop_instance_uid, replace_patient_id=own)
-        paths.append(kos.write(ds, folder / f"{ds.SOPInstanceUID}.dcm"))
+        rejection.corrected_copy(ds, change, salt=delivery.note_sop_instance_uid, replace_patient_id=own)
+        paths.append(rejection.write(ds, folder / f"{ds.SOPInstanceUID}.dcm"))
         item.path.unlink(missing_ok=True)
     results = client.store(paths)
     refused = [r for r in results if not r.ok]

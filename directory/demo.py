@@ -24,7 +24,8 @@ from .models import Gateway, SharingAgreement, Trust
 
 DEMO_PASSWORD = "demo-exchange-2026"  # noqa: S105  (synthetic demo accounts only)
 DEMO_EMAIL_DOMAIN = "demo.invalid"
-SIM_PACS_BASE_PORT = 11120
+# The demo PACS listen on this port and the next three (a soak run moves them out of the way of a demo).
+SIM_PACS_BASE_PORT = int(settings.DEMO_PACS_BASE_PORT)
 
 
 @dataclass(frozen=True)

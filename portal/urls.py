@@ -62,6 +62,7 @@ urlpatterns = [
     path("", include("copies.urls")),
     path("", include("accounts.urls")),
     path("", include("dicomweb.urls")),
+    path("", include("manifests.urls")),
     # Ahead of allauth's own: removing the last security key must be refused as the TOTP form refuses it.
     path("accounts/2fa/webauthn/keys/<int:pk>/remove/", accounts_views.remove_webauthn),
     path("accounts/", include("allauth.urls")),

@@ -8,7 +8,7 @@ import pytest
 from audit.models import AuditEvent
 from copies.models import Copy, CorrectionDelivery
 from copies.services import rejection_note_for
-from dicomkit import kos
+from dicomkit import rejection
 from tests.helpers import api_as, signed_in
 from transfers import completion
 
@@ -52,7 +52,7 @@ def test_a_rejection_marks_the_copies_audits_and_queues_a_delivery_per_holder(he
     assert answer.status_code == 201, answer.json()
     assert [(d["holder"], d["state"], d["instances"]) for d in answer.json()["deliveries"]] == [("RBB", "pending", 3)]
     assert set(Copy.objects.values_list("state", flat=True)) == {"rejected"}
-    event = AuditEvent.objects.get(event_type="IEP171")
+    event = AuditEvent.objects.get(event_type="IEP181")
     assert (event.event_id, event.action, event.trust, event.actor_user_id) == ("110103", "D", "RAA", amir.pk)
     assert event.detail["holders"] == ["RBB"] and event.reason == "Wrong side marker"
 
@@ -63,7 +63,7 @@ def test_the_note_references_every_copy_under_the_holders_identity(held, amir, s
     from pydicom import dcmread
 
     note = dcmread(rejection_note_for(delivery))
-    assert kos.rejected_by(note) == ("113037", {p.stem for p in study_files})
+    assert rejection.rejected_by(note) == ("113037", {p.stem for p in study_files})
     assert (note.PatientID, note.StudyInstanceUID) == (patient.local_id, held)
     assert rejection_note_for(delivery).name == f"{delivery.note_sop_instance_uid}.dcm"  # the same note on a retry
 
@@ -89,7 +89,7 @@ def test_the_holders_imaging_manager_acknowledges_on_the_page(held, amir, bea, b
     assert signed_in(bea).post(f"/copies/deliveries/{delivery.pk}/acknowledge/").status_code == 302
     delivery.refresh_from_db()
     assert delivery.acknowledged_by == bea
-    ack = AuditEvent.objects.get(event_type="IEP174")
+    ack = AuditEvent.objects.get(event_type="IEP184")
     assert (ack.event_id, ack.trust, ack.peer_trust, ack.actor_user_id) == ("110110", "RBB", "RAA", bea.pk)
 
 

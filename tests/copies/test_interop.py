@@ -16,7 +16,7 @@ from pydicom.sequence import Sequence
 
 from audit.models import AuditEvent
 from copies.models import Copy, CorrectionDelivery
-from dicomkit import kos
+from dicomkit import rejection
 from dicomkit.sim.synthetic import make_study
 from dicomkit.spool import sha256_of
 from directory.models import SharingAgreement
@@ -94,9 +94,9 @@ def test_a_pushed_ct_rejected_at_the_source_reaches_b_as_a_rejection_note_bs_man
         what="the rejection note to reach B",
     )
 
-    notes = [ds for ds in held_at(b, study_uid) if ds.SOPClassUID == kos.KOS_SOP_CLASS]
+    notes = [ds for ds in held_at(b, study_uid) if ds.SOPClassUID == rejection.KOS_SOP_CLASS]
     assert len(notes) == 1 and notes[0].SOPInstanceUID == delivery.note_sop_instance_uid
-    assert kos.rejected_by(
+    assert rejection.rejected_by(
         dcmread(io.BytesIO(b.instance_file(b.find("Instance", {"SOPInstanceUID": notes[0].SOPInstanceUID})[0])))
     ) == ("113001", sop_uids)
     assert set(Copy.objects.filter(transfer=transfer).values_list("state", flat=True)) == {"rejected"}
@@ -109,8 +109,8 @@ def test_a_pushed_ct_rejected_at_the_source_reaches_b_as_a_rejection_note_bs_man
     assert acknowledged.status_code == 200 and acknowledged.json()["deliveries"][0]["acknowledged_by"] == bea.email
     trail = AuditEvent.objects.filter(study_uids=[study_uid])
     assert trail.filter(event_id="110103", action="D", trust="RAA", actor_user_id=amir.pk).count() == 1
-    assert trail.filter(event_id="110104", event_type="IEP173", trust="RAA", peer_trust="RBB").count() == 1
-    assert trail.filter(event_id="110110", event_type="IEP174", trust="RBB", actor_user_id=bea.pk).count() == 1
+    assert trail.filter(event_id="110104", event_type="IEP183", trust="RAA", peer_trust="RBB").count() == 1
+    assert trail.filter(event_id="110110", event_type="IEP184", trust="RBB", actor_user_id=bea.pk).count() == 1
 
 
 def test_an_identity_correction_reaches_a_holder_that_was_down_when_it_is_back(
@@ -156,7 +156,7 @@ def test_an_identity_correction_reaches_a_holder_that_was_down_when_it_is_back(
     )
     assert sent.attempts >= 2 and sent.last_error == ""
     held = held_at(b, study_uid)
-    notes = [ds for ds in held if ds.SOPClassUID == kos.KOS_SOP_CLASS]
+    notes = [ds for ds in held if ds.SOPClassUID == rejection.KOS_SOP_CLASS]
     assert [str(n.ConceptNameCodeSequence[0].CodeValue) for n in notes] == ["113038"]
     # The agreement allows corrected instances: new SOP Instance UIDs, the corrected identity, the same study.
     corrected = [ds for ds in held if str(ds.PatientName) == "CORRECTED^Patient"]
@@ -164,7 +164,7 @@ def test_an_identity_correction_reaches_a_holder_that_was_down_when_it_is_back(
     assert not {str(ds.SOPInstanceUID) for ds in corrected} & {p.stem for p in study}
     assert {ds.PatientBirthDate for ds in corrected} == {"19610730"}
     assert Copy.objects.filter(via="correction", holder__ods_code="RBB", study_instance_uid=study_uid).count() == 3
-    assert AuditEvent.objects.filter(event_id="110110", event_type="IEP172", study_uids=[study_uid]).count() == 1
+    assert AuditEvent.objects.filter(event_id="110110", event_type="IEP182", study_uids=[study_uid]).count() == 1
 
 
 def test_private_elements_go_under_remove_and_stay_under_keep(

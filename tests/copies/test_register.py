@@ -72,7 +72,7 @@ def test_the_register_answers_for_a_patient_exchanged_to_two_trusts(exchanged_to
         assert row["state"] == "held" and row["since"]
         assert row["source"] == "RAA" and row["via"] == ["push"]
     assert sorted(t for r in results for t in r["transfers"]) == sorted(t.pk for t in exchanged_to_two)
-    assert AuditEvent.objects.filter(event_type="IEP175", nhs_number=patient.nhs_number).count() == 1
+    assert AuditEvent.objects.filter(event_type="IEP185", nhs_number=patient.nhs_number).count() == 1
 
 
 def test_the_sources_imaging_manager_sees_where_copies_of_a_study_are(exchanged_to_two, study_files, amir):
