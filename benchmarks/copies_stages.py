@@ -9,13 +9,12 @@ mapping table and an agreement that keeps private elements (coercion reads nothi
 batch: one header read per study and one INSERT), and (2) a destination with a mapping table and an agreement
 that removes private elements (every file read, changed, rewritten and rehashed), beside (0) the other stages
 alone (reconciliation, configured to change nothing). Prints ms per instance and
-MB/s, best of the rounds, and writes benchmarks/results/copies_stages.json.
+MB/s, best of the rounds, and records the run (record.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -32,6 +31,9 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 BATCH = 32
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import Run  # noqa: E402
+
 
 class Rollback(Exception):
     pass
@@ -42,7 +44,20 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    with Run(__file__, arguments=vars(args)) as run:
+        results, size = measure(args)
+        for case, seconds in results.items():
+            key = case.replace(" + ", "_").replace(" ", "_")
+            run.figure(
+                f"{key}_ms_per_instance",
+                seconds * 1000 / args.instances,
+                "ms",
+                label=f"copies stages, {case}: per instance" if case != "no copies stages" else "",
+                mb_per_s=size / seconds / 1e6,
+            )
 
+
+def measure(args: argparse.Namespace) -> tuple[dict[str, float], int]:
     import django
 
     django.setup()
@@ -131,22 +146,7 @@ def main() -> None:
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    out = ROOT / "benchmarks" / "results" / "copies_stages.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "instances": args.instances,
-                "bytes": size,
-                "load_average": os.getloadavg(),
-                "cases": {
-                    k: {"seconds": v, "ms_per_instance": v * 1000 / args.instances, "mb_per_s": size / v / 1e6}
-                    for k, v in results.items()
-                },
-            },
-            indent=2,
-        )
-    )
+    return results, size
 
 
 if __name__ == "__main__":
