@@ -305,6 +305,13 @@ def visible_reconciliations(user, queryset: QuerySet) -> QuerySet:
     return queryset.filter(destination_id__in=member_trust_ids(user, Perm.RECONCILE_ARRIVALS))
 
 
+def may_read_copies_register(user) -> bool:
+    """The register of copies (copies/): imaging managers and IG officers (for their trusts), regional admins."""
+    return is_regional_admin(user) or bool(
+        member_trust_ids(user, Perm.MANAGE_TRANSFERS) | member_trust_ids(user, Perm.VIEW_AUDIT)
+    )
+
+
 def may_reconcile_at(user, trust_id: int) -> bool:
     return trust_id in member_trust_ids(user, Perm.RECONCILE_ARRIVALS)
 

@@ -211,6 +211,47 @@ WRITE_BACK_FILED = _spec(
     "a reviewed write-back stored at the source gateway; detail.share_link, detail.write_back, detail.approved_by",
 )
 
+# --- copies and the corrections that follow them (copies/) ----------------------------------------
+COPIES_LISTED = _spec(
+    "copies register read",
+    EventID.QUERY,
+    Action.READ,
+    LocalEventType.COPIES_LISTED,
+    description="where copies of a study (detail.study) or a patient's images (nhs_number) are held",
+)
+STUDY_REJECTED = _spec(
+    "rejection at the source",
+    EventID.INSTANCES_ACCESSED,
+    Action.DELETE,
+    LocalEventType.STUDY_REJECTED,
+    "trust study_uids reason",
+    "the source's imaging manager rejected instances, series or a study it sent (IOCM); detail.reason_code, holders",
+)
+IDENTITY_CORRECTED = _spec(
+    "identity correction at the source",
+    EventID.PATIENT_RECORD,
+    Action.UPDATE,
+    LocalEventType.IDENTITY_CORRECTED,
+    "trust study_uids",
+    "the source's imaging manager corrected the patient identity of a study it sent; detail.corrected, holders",
+)
+CORRECTION_DELIVERED = _spec(
+    "correction delivery",
+    EventID.INSTANCES_TRANSFERRED,
+    Action.CREATE,
+    LocalEventType.CORRECTION_DELIVERED,
+    "trust peer_trust study_uids",
+    "a rejection note (and corrected instances) stored at a holder's gateway; detail.note, corrected_sent",
+)
+CORRECTION_ACKNOWLEDGED = _spec(
+    "correction acknowledgement",
+    EventID.PATIENT_RECORD,
+    Action.READ,
+    LocalEventType.CORRECTION_ACKNOWLEDGED,
+    "trust peer_trust study_uids",
+    "an imaging manager of the holder acknowledged a correction received",
+)
+
 # --- the audit trail itself -----------------------------------------------------------------------
 AUDIT_LOG_READ = _spec("audit log read", EventID.AUDIT_LOG_USED, Action.READ)
 AUDIT_LOG_EXPORTED = _spec("audit log export", EventID.EXPORT, Action.READ, description="detail.format, filters")

@@ -188,6 +188,16 @@ class SharingAgreement(models.Model):
         default=False, help_text="Urgent and trauma requests from a major trauma centre are approved at once."
     )
     active = models.BooleanField(default=True)
+    # Private (proprietary) elements crossing this agreement's boundary (copies.coercion): kept, removed, or
+    # removed except the blocks of the private creators named (known ones converted to standard first).
+    private_elements = models.CharField(
+        max_length=10,
+        choices=[("keep", "Keep"), ("remove", "Remove"), ("allow_list", "Remove, except named private creators")],
+        default="keep",
+    )
+    private_creators_kept = models.JSONField(default=list, blank=True)
+    # With an identity correction, the holder is sent the corrected instances too, not only the rejection note.
+    send_corrected_instances = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -216,6 +226,12 @@ class SharingAgreement(models.Model):
             reverse = SharingAgreement.objects.filter(trust_a=self.trust_b_id, trust_b=self.trust_a_id)
             if reverse.exclude(pk=self.pk).exists():
                 raise ValidationError("These two trusts already have an agreement (recorded the other way round).")
+
+    @classmethod
+    def between(cls, one: Trust | int, other: Trust | int) -> SharingAgreement | None:
+        """The agreement of two trusts, whichever way round it was recorded."""
+        a, b = getattr(one, "pk", one), getattr(other, "pk", other)
+        return cls.objects.filter(Q(trust_a=a, trust_b=b) | Q(trust_a=b, trust_b=a)).first()
 
     def allows(self, source: Trust, destination: Trust) -> bool:
         if not self.active:

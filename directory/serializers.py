@@ -59,10 +59,27 @@ class GatewaySerializer(serializers.ModelSerializer):
 class AgreementSerializer(serializers.ModelSerializer):
     trust_a = TrustField()
     trust_b = TrustField()
+    private_creators_kept = serializers.ListField(
+        child=serializers.RegexField(r"^[^\\\x00-\x1f\x7f]{1,64}$"),
+        required=False,
+        max_length=100,
+        help_text="Private creators whose blocks cross the boundary under private_elements=allow_list.",
+    )
 
     class Meta:
         model = SharingAgreement
-        fields = ["id", "trust_a", "trust_b", "a_to_b", "b_to_a", "auto_approve_urgent", "active"]
+        fields = [
+            "id",
+            "trust_a",
+            "trust_b",
+            "a_to_b",
+            "b_to_a",
+            "auto_approve_urgent",
+            "active",
+            "private_elements",
+            "private_creators_kept",
+            "send_corrected_instances",
+        ]
 
 
 class EchoResultSerializer(serializers.Serializer):

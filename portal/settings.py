@@ -359,6 +359,9 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
         "MigrationStatusEnum": "region.models.MigrationJob.Status",
         "ServiceAccountRoleEnum": "accounts.roles.SERVICE_ACCOUNT_ROLE_CHOICES",
         "RoleEnum": "accounts.roles.Role",
+        "CorrectionDeliveryStateEnum": "copies.models.DeliveryState",
+        "CorrectionKindEnum": "copies.models.CorrectionKind",
+        "ApiTokenStateEnum": ["active", "expired", "revoked"],
     }
 )
 # Every kind of work that reaches a PACS goes through directory/access.py (docs/gateway-access.md), under
@@ -432,6 +435,10 @@ GATEWAY_TIME_LIMITS = {
     ),
     # An exchanged study's manifest: the destination's listing of the study (three C-FINDs or QIDO-RS calls).
     "manifest": (env.int("MANIFEST_SOFT_TIME_LIMIT", default=5 * 60), env.int("MANIFEST_TIME_LIMIT", default=6 * 60)),
+    "correction": (
+        env.int("CORRECTION_SOFT_TIME_LIMIT", default=20 * 60),
+        env.int("CORRECTION_TIME_LIMIT", default=21 * 60),
+    ),
 }
 for _work, (_soft, _hard) in GATEWAY_TIME_LIMITS.items():
     if not 0 < _soft < _hard:
@@ -593,6 +600,9 @@ CELERY_BEAT_SCHEDULE["exchange-purge-staff-views"] = {"task": "exchange.purge_st
 
 # DICOMweb under a capability and the advanced viewer (dicomweb/, docs/dicomweb.md).
 INSTALLED_APPS.append("dicomweb")
+# The register of copies, corrections that follow them, coercion on arrival (copies/, docs/copies.md).
+INSTALLED_APPS.append("copies")
+CELERY_TASK_ROUTES.update({"copies.*": {"queue": "routine"}})
 # A consultant's bearer token for their own viewer lives this long (never past its link's expiry).
 DICOMWEB_TOKEN_HOURS = env.int("DICOMWEB_TOKEN_HOURS", default=24)
 if DICOMWEB_TOKEN_HOURS < 1 or STAFF_VIEW_KEEP_SECONDS < 60:

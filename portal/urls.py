@@ -9,6 +9,7 @@ from rest_framework.routers import DefaultRouter
 from accounts import views as accounts_views
 from accounts.apis import ApiTokenViewSet, MembershipViewSet, MeView, ServiceAccountViewSet, UserViewSet
 from auditconsole.apis import AuditAlertViewSet, AuditEventViewSet
+from copies.apis import CopiesView, CorrectionViewSet, MappingView
 from directory.apis import AgreementViewSet, TrustViewSet
 from exchange.apis import GatewayViewSet, StudyDetailView, StudyListView
 from pulls.apis import RequestViewSet
@@ -42,11 +43,14 @@ router.register("reconciliation", ReconciliationViewSet, basename="reconciliatio
 router.register("share-links", ShareLinkViewSet, basename="share-link")
 router.register("forwarding-rules", ForwardingRuleViewSet, basename="forwarding-rule")
 router.register("migrations", MigrationJobViewSet, basename="migration")
+router.register("corrections", CorrectionViewSet, basename="correction")
 
 api_v1 = [
     path("me/", MeView.as_view(), name="me"),
     path("trusts/<str:ods_code>/studies/", StudyListView.as_view(), name="trust-studies"),
     path("trusts/<str:ods_code>/studies/<str:study_uid>/", StudyDetailView.as_view(), name="trust-study-detail"),
+    path("trusts/<str:ods_code>/procedure-mappings/", MappingView.as_view(), name="trust-procedure-mappings"),
+    path("copies/", CopiesView.as_view(), name="copies"),
     *router.urls,
 ]
 
@@ -58,6 +62,7 @@ urlpatterns = [
     path("", include("pulls.urls")),
     path("", include("reconciliation.urls")),
     path("", include("sharing.urls")),
+    path("", include("copies.urls")),
     path("", include("accounts.urls")),
     path("", include("dicomweb.urls")),
     path("", include("region.urls")),

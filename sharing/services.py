@@ -27,6 +27,7 @@ from accounts import permissions as perms
 from audit import catalogue
 from audit.codes import ActorType
 from audit.context import Actor, system_actor
+from copies import services as copies_services
 from dicomkit import GatewayError
 from directory.access import Work, gateway_access
 from directory.models import Gateway, Trust
@@ -340,6 +341,13 @@ def opinion_file(opinion_id: int) -> str:
     SecondOpinion.objects.filter(pk=opinion.pk).update(filing_attempts=F("filing_attempts") + 1)
     store_at_source(opinion.link.gateway, paths, subject=f"second opinion {opinion.pk}")
     with transaction.atomic():
+        copies_services.copies_record_files(
+            holder=opinion.link.trust,
+            gateway=opinion.link.gateway,
+            source=opinion.link.trust,
+            paths=paths,
+            via="sr_filing",
+        )
         SecondOpinion.objects.filter(pk=opinion.pk).update(
             filing_status=Filing.FILED, filed_at=timezone.now(), filing_error=""
         )

@@ -137,7 +137,9 @@ def _record_cancelled(transfer: Transfer, reason: str) -> None:
 
 
 def _record(transfer: Transfer, outcome: int, counts: Counts, reason: str = "") -> None:
-    """110104 DICOM Instances Transferred: who, which patient and studies, from where to where, how it went."""
+    """110104 DICOM Instances Transferred: who, which patient and studies, from where to where, how it went;
+    and, in the same transaction, the apps that keep a record of what was stored (the register of copies)."""
+    signals.transfer_recorded.send(sender=Transfer, transfer_id=transfer.pk)
     catalogue.TRANSFER_COMPLETED.record(
         actor=ACTOR,
         outcome=outcome,

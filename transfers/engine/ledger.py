@@ -253,3 +253,16 @@ def waiting_uids(transfer: Transfer, study_uid: str) -> Any:
         state__in=(*DELIVERED, InstanceState.FAILED)
     )
     return waiting.values("sop_instance_uid")
+
+
+def record_sent_bytes(transfer: Transfer, paths: dict[str, Any]) -> None:
+    """A stage changed these files (`{sop_instance_uid: path}`) before they are stored: the ledger holds the
+    hash and size of the bytes actually sent, not those the source gave."""
+    if not paths:
+        return
+    hashes = {uid: (sha256_of(path), path.stat().st_size) for uid, path in paths.items()}
+    with transaction.atomic():
+        rows = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=hashes))
+        for row in rows:
+            row.sha256, row.size = hashes[row.sop_instance_uid]
+        update_each(rows, ["sha256", "size"])
