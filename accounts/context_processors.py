@@ -32,6 +32,7 @@ def _items(request: HttpRequest) -> list[NavItem]:
         ("Copies", reverse("copies:register"), perms.may_read_copies_register(user)),
         ("Audit", reverse("audit:search"), perms.may_view_audit(user)),
         ("Directory", reverse("directory:trust_list"), True),
+        ("Migrations", reverse("region:migrations"), perms.may_run_migrations(user)),
         ("Admin", reverse("admin:index"), user.is_staff),
     ]
     path = request.path

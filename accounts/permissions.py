@@ -446,3 +446,26 @@ def _users(**lookup: object) -> QuerySet:
 def emails(users: QuerySet) -> list[str]:
     """The audience's addresses, each once, in a stable order."""
     return sorted(set(users.values_list("email", flat=True)))
+
+
+# --- the regional archive: forwarding rules (a trust's imaging managers), migrations (regional administrators)
+
+
+def forwarding_trust_ids(user) -> set[int]:
+    """Trusts whose forwarding rules the user sets: their imaging managers (regional administrators: all)."""
+    if is_regional_admin(user):
+        return set(_trusts().values_list("pk", flat=True))
+    return member_trust_ids(user, Perm.MANAGE_TRANSFERS)
+
+
+def may_manage_forwarding(user, trust_id: int) -> bool:
+    return has_perm_at(user, Perm.MANAGE_TRANSFERS, trust_id)
+
+
+def visible_forwarding_rules(user, queryset: QuerySet) -> QuerySet:
+    return queryset.filter(trust_id__in=forwarding_trust_ids(user))
+
+
+def may_run_migrations(user) -> bool:
+    """Copying whole archives between gateways is the region's business: regional administrators only."""
+    return is_regional_admin(user)

@@ -72,6 +72,7 @@ class Work(StrEnum):
     HEALTH = "health"  # the beat's C-ECHO round
     SEARCH = "search"  # study search and a study's page, from a person waiting
     ECHO = "echo"  # an echo asked for from a page or the API
+    MIGRATION = "migration"  # a bulk migration between archives (region.migration), below all else
     MANIFEST = "manifest"  # an exchanged study listed at its destination for its manifest (manifests/)
 
 

@@ -15,7 +15,7 @@ class TrustField(serializers.SlugRelatedField):
 class GatewayHealthSerializer(serializers.ModelSerializer):
     class Meta:
         model = Gateway
-        fields = ["id", "name", "status", "last_checked", "latency_ms"]
+        fields = ["id", "name", "kind", "status", "last_checked", "latency_ms"]
 
 
 class TrustSerializer(serializers.ModelSerializer):
@@ -46,12 +46,13 @@ class GatewaySerializer(serializers.ModelSerializer):
             "id",
             "trust",
             *Gateway.SETTINGS_FIELDS,
+            "kind",
             "status",
             "last_checked",
             "latency_ms",
             "last_error",
         ]
-        read_only_fields = ["status", "last_checked", "latency_ms", "last_error"]
+        read_only_fields = ["kind", "status", "last_checked", "latency_ms", "last_error"]
         extra_kwargs = {"dicomweb_password": {"write_only": True}, "dicomweb_token": {"write_only": True}}
 
 

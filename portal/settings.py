@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "transfers",
     "pulls",
     "reconciliation",
+    "region",
 ]
 
 MIDDLEWARE = [
@@ -317,10 +318,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Every task's queue, by name, in this one place (beat entries and callers name no queue; the exceptions
-# are a transfer's and a forwarding's priority, chosen per call: urgent or routine). Every queue named here
+# are a transfer's and a forwarding's priority, chosen per call: urgent, routine or bulk). Every queue named here
 # must be consumed by the workers of Procfile, Procfile.demo and docker-compose.yml
 # (tests/deployment/test_routing.py): `urgent` (trauma and urgent transfers), `routine` (PACS work a
-# person waits on less: routine transfers, share links, staff views, filing), `default` (housekeeping).
+# person waits on less: routine transfers, share links, staff views, filing), `default` (housekeeping),
+# `bulk` (the regional archive's forwarding copies and migrations, region/: drained last by every worker).
 # A task matching no route goes to `default` too, never to Celery's own `celery` queue that nobody reads.
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
@@ -352,6 +354,9 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
     {
         "TransferStatusEnum": "transfers.models.Status",
         "GatewayStatusEnum": "directory.models.Gateway.Status",
+        "TrustKindEnum": "directory.models.Trust.Kind",
+        "GatewayKindEnum": "directory.models.Gateway.Kind",
+        "MigrationStatusEnum": "region.models.MigrationJob.Status",
         "ServiceAccountRoleEnum": "accounts.roles.SERVICE_ACCOUNT_ROLE_CHOICES",
         "RoleEnum": "accounts.roles.Role",
         "CorrectionDeliveryStateEnum": "copies.models.DeliveryState",
@@ -399,6 +404,16 @@ TRANSFER_SCRATCH_DIR = env.str("TRANSFER_SCRATCH_DIR", default="")  # "": SPOOL_
 TRANSFER_SCRATCH_RESERVE = env.int("TRANSFER_SCRATCH_RESERVE", default=256 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE["transfers-sweep-stalled"] = {"task": "transfers.sweep_stalled", "schedule": 60.0}
 
+# The regional archive (region/, docs/region.md): forwarding copies and migrations run from the `bulk` queue,
+# which every worker consumes last (queue_order_strategy "priority"), behind urgent and routine work.
+CELERY_TASK_ROUTES.update({"region.*": {"queue": "bulk"}})
+MIGRATION_LEASE_SECONDS = env.int("MIGRATION_LEASE_SECONDS", default=60)
+MIGRATION_SLICE_SECONDS = env.int("MIGRATION_SLICE_SECONDS", default=120)
+MIGRATION_YIELD_SECONDS = env.float("MIGRATION_YIELD_SECONDS", default=5.0)
+if MIGRATION_LEASE_SECONDS < 5 or MIGRATION_SLICE_SECONDS < 1 or MIGRATION_YIELD_SECONDS <= 0:
+    raise ImproperlyConfigured("MIGRATION_*: lease >= 5 s, slice >= 1 s, yield > 0 s.")
+CELERY_BEAT_SCHEDULE["region-sweep-migrations"] = {"task": "region.sweep_migrations", "schedule": 60.0}
+
 # One time limit per kind of work that reaches a PACS: (soft, hard) seconds for its Celery task. At the soft
 # limit a transfer stops and resumes from its ledger; other work fails saying which limit stopped it (a
 # retry would take as long again). Work other than transfers (which renew a lease) must end within the
@@ -412,6 +427,12 @@ GATEWAY_TIME_LIMITS = {
         env.int("FORWARDING_TIME_LIMIT", default=46 * 60),
     ),
     "health": (env.int("HEALTH_SOFT_TIME_LIMIT", default=120), env.int("HEALTH_TIME_LIMIT", default=150)),
+    # One slice of a migration (region.migration): it stops between studies after MIGRATION_SLICE_SECONDS
+    # and goes back on its queue, so only one very large study could come near these.
+    "migration": (
+        env.int("MIGRATION_SOFT_TIME_LIMIT", default=20 * 60),
+        env.int("MIGRATION_TIME_LIMIT", default=21 * 60),
+    ),
     # An exchanged study's manifest: the destination's listing of the study (three C-FINDs or QIDO-RS calls).
     "manifest": (env.int("MANIFEST_SOFT_TIME_LIMIT", default=5 * 60), env.int("MANIFEST_TIME_LIMIT", default=6 * 60)),
     "correction": (

@@ -14,6 +14,7 @@ from directory.apis import AgreementViewSet, TrustViewSet
 from exchange.apis import GatewayViewSet, StudyDetailView, StudyListView
 from pulls.apis import RequestViewSet
 from reconciliation.apis import ReconciliationViewSet
+from region.apis import ForwardingRuleViewSet, MigrationJobViewSet
 from sharing.apis import ShareLinkViewSet
 from transfers.apis import TransferViewSet
 
@@ -40,6 +41,8 @@ router.register("transfers", TransferViewSet, basename="transfer")
 router.register("requests", RequestViewSet, basename="request")
 router.register("reconciliation", ReconciliationViewSet, basename="reconciliation")
 router.register("share-links", ShareLinkViewSet, basename="share-link")
+router.register("forwarding-rules", ForwardingRuleViewSet, basename="forwarding-rule")
+router.register("migrations", MigrationJobViewSet, basename="migration")
 router.register("corrections", CorrectionViewSet, basename="correction")
 
 api_v1 = [
@@ -62,6 +65,7 @@ urlpatterns = [
     path("", include("copies.urls")),
     path("", include("accounts.urls")),
     path("", include("dicomweb.urls")),
+    path("", include("region.urls")),
     path("", include("manifests.urls")),
     # Ahead of allauth's own: removing the last security key must be refused as the TOTP form refuses it.
     path("accounts/2fa/webauthn/keys/<int:pk>/remove/", accounts_views.remove_webauthn),

@@ -13,6 +13,18 @@ class Priority(models.TextChoices):
     TRAUMA = "trauma", "Trauma"
 
 
+# Work the portal does on a trust's behalf (forwarding to the regional archive, docs/region.md): never a
+# clinician's choice (forms and the API offer Priority only), run from the lowest-priority queue.
+BULK = "bulk"
+PRIORITY_CHOICES = [*Priority.choices, (BULK, "Background (forwarding)")]
+QUEUES = {
+    Priority.ROUTINE.value: "routine",
+    Priority.URGENT.value: "urgent",
+    Priority.TRAUMA.value: "urgent",
+    BULK: "bulk",
+}
+
+
 class Status(models.TextChoices):
     QUEUED = "queued", "Queued"
     RETRIEVING = "retrieving", "Retrieving"
@@ -40,7 +52,7 @@ class Transfer(models.Model):
     source_gateway = models.ForeignKey("directory.Gateway", on_delete=models.PROTECT, related_name="+")
     destination_gateway = models.ForeignKey("directory.Gateway", on_delete=models.PROTECT, related_name="+")
     study_instance_uids = models.JSONField(default=list)
-    priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.ROUTINE)
+    priority = models.CharField(max_length=8, choices=PRIORITY_CHOICES, default=Priority.ROUTINE)
     reason = models.TextField()
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="transfers")
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -80,7 +92,7 @@ class Transfer(models.Model):
 
     @property
     def queue(self) -> str:
-        return "routine" if self.priority == Priority.ROUTINE else "urgent"
+        return QUEUES.get(self.priority, "urgent")
 
 
 class InstanceState(models.TextChoices):

@@ -15,7 +15,7 @@ from accounts import permissions as perms
 from directory import slots as gateway_slots
 from directory.models import Gateway
 
-from .models import DELIVERED, RUNNING, InstanceState, Status, Transfer
+from .models import BULK, DELIVERED, RUNNING, InstanceState, Status, Transfer
 
 
 def transfer_list(*, user, direction: str = "", status: str = "") -> QuerySet[Transfer]:
@@ -53,6 +53,10 @@ class GatewayQueue:
     queued: int
     running: int
     oldest_waiting: datetime | None
+    # Of queued and running: background copies (forwarding to the regional archive), which wait behind
+    # every clinician's transfer.
+    background_queued: int = 0
+    background_running: int = 0
     slots_in_use: int = 0
     in_use_by_work: dict[str, int] = field(default_factory=dict)  # transfers, staging, filing, searches...
     waiting: int = 0  # work of any kind waiting for one of its slots
@@ -78,6 +82,8 @@ def transfer_operations(*, user, now: datetime | None = None) -> Operations:
             queued=Count("pk", filter=Q(status=Status.QUEUED)),
             running=Count("pk", filter=Q(status__in=RUNNING)),
             oldest_waiting=Min("created_at", filter=Q(status=Status.QUEUED)),
+            background_queued=Count("pk", filter=Q(status=Status.QUEUED, priority=BULK)),
+            background_running=Count("pk", filter=Q(status__in=RUNNING, priority=BULK)),
         )
         by_work = gateway_slots.in_use_by_work(gateway.pk)
         queues.append(

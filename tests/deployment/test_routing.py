@@ -18,8 +18,8 @@ BASE_DIR = Path(settings.BASE_DIR)
 LAYOUTS = ("Procfile", "Procfile.demo", "docker-compose.yml")
 # A caller may choose a task's queue per call instead of its route: a transfer's priority (Transfer.queue).
 PER_CALL_QUEUES = {
-    "transfers.run_transfer": {"urgent", "routine"},
-    "reconciliation.forward_held": {"urgent", "routine"},
+    "transfers.run_transfer": {"urgent", "routine", "bulk"},
+    "reconciliation.forward_held": {"urgent", "routine", "bulk"},
 }
 
 

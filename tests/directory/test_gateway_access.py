@@ -250,6 +250,7 @@ def test_every_pacs_facing_task_has_its_kinds_time_limits(settings):
     from exchange.tasks import echo_gateway
     from manifests.tasks import make_manifests
     from reconciliation.tasks import forward_held
+    from region.tasks import run_migration
     from sharing.tasks import file_second_opinion, stage_share_link
     from transfers.tasks import run_transfer
 
@@ -259,6 +260,7 @@ def test_every_pacs_facing_task_has_its_kinds_time_limits(settings):
         "filing": file_second_opinion,
         "forwarding": forward_held,
         "health": echo_gateway,
+        "migration": run_migration,
         "manifest": make_manifests,
         "correction": deliver_correction,
     }

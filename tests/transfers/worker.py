@@ -94,6 +94,7 @@ class Worker:
     broker_options: dict
     env_extra: dict[str, str] = field(default_factory=dict)
     concurrency: int = 2
+    queues: str = "urgent,routine"
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -122,7 +123,7 @@ class Worker:
             "-m",
             "tests.transfers.celery_worker",
             "-Q",
-            "urgent,routine",
+            self.queues,
             "-c",
             str(self.concurrency),
             "--pool",
