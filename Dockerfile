@@ -23,6 +23,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     DJANGO_SETTINGS_MODULE=portal.settings TCP_NODELAY=1
 
 RUN useradd --create-home --uid 10001 portal
+# dcmtk's dcmsend: the optional C-STORE sender (DICOM_STORE_SENDER=dcmsend); Debian's package, as tested.
+RUN apt-get update && apt-get install -y --no-install-recommends dcmtk && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 
 COPY requirements.txt ./

@@ -12,7 +12,7 @@ OHIF_STAMP := frontend/ohif/.stamp-$(shell cat package.json frontend/ohif.py | s
 PYTEST_ARGS ?= -n 2
 DEMO_ENV := DEBUG=1
 
-.PHONY: venv test lint format demo migrate clean
+.PHONY: venv test lint format demo migrate results clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -52,7 +52,11 @@ migrate: venv
 demo: migrate
 	@$(DEMO_ENV) $(BIN)/python manage.py seed_demo
 	@$(DEMO_ENV) $(BIN)/python manage.py demo_banner
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(DEMO_ENV) $(BIN)/honcho --procfile Procfile.demo start
+	@$(DEMO_ENV) $(BIN)/python -m portal.demo
+
+# The README's results table, from the newest file each benchmark wrote to benchmarks/results/ (docs/performance.md).
+results: venv
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf var/ $(VENV) node_modules/ frontend/build/ frontend/ohif/

@@ -29,8 +29,10 @@ def _items(request: HttpRequest) -> list[NavItem]:
         ("Reconciliation", reverse("reconciliation:queue"), perms.may_see_reconciliation(user)),
         ("Share links", reverse("sharing:list"), True),
         ("Operations", reverse("transfers:operations"), perms.may_view_transfer_operations(user)),
+        ("Copies", reverse("copies:register"), perms.may_read_copies_register(user)),
         ("Audit", reverse("audit:search"), perms.may_view_audit(user)),
         ("Directory", reverse("directory:trust_list"), True),
+        ("Migrations", reverse("region:migrations"), perms.may_run_migrations(user)),
         ("Admin", reverse("admin:index"), user.is_staff),
     ]
     path = request.path

@@ -218,6 +218,13 @@ def may_search_studies(user, trust_id: int) -> bool:
     return trust_id in study_search_trust_ids(user)
 
 
+def visible_manifests(user, queryset: QuerySet) -> QuerySet:
+    """An exchanged study's manifest (FHIR ImagingStudy, KOS): to those who may search the PACS of the trust
+    holding it or of the trust that sent it. No regional-administrator bypass, as for searching."""
+    trusts = study_search_trust_ids(user)
+    return queryset.filter(Q(holder_id__in=trusts) | Q(sender_id__in=trusts))
+
+
 def visible_receiver_records(user, queryset: QuerySet) -> QuerySet:
     """What the portal's receiver took in or quarantined: imaging managers see what their trust's
     gateways sent; regional administrators see everything, including senders no gateway explains."""
@@ -296,6 +303,13 @@ RECONCILIATION_SETTINGS = frozenset({"reconcile_patient_id", "prefix_accession",
 def visible_reconciliations(user, queryset: QuerySet) -> QuerySet:
     """Held arrivals carry patient identity: only the receiving trust's imaging managers see them."""
     return queryset.filter(destination_id__in=member_trust_ids(user, Perm.RECONCILE_ARRIVALS))
+
+
+def may_read_copies_register(user) -> bool:
+    """The register of copies (copies/): imaging managers and IG officers (for their trusts), regional admins."""
+    return is_regional_admin(user) or bool(
+        member_trust_ids(user, Perm.MANAGE_TRANSFERS) | member_trust_ids(user, Perm.VIEW_AUDIT)
+    )
 
 
 def may_reconcile_at(user, trust_id: int) -> bool:
@@ -432,3 +446,26 @@ def _users(**lookup: object) -> QuerySet:
 def emails(users: QuerySet) -> list[str]:
     """The audience's addresses, each once, in a stable order."""
     return sorted(set(users.values_list("email", flat=True)))
+
+
+# --- the regional archive: forwarding rules (a trust's imaging managers), migrations (regional administrators)
+
+
+def forwarding_trust_ids(user) -> set[int]:
+    """Trusts whose forwarding rules the user sets: their imaging managers (regional administrators: all)."""
+    if is_regional_admin(user):
+        return set(_trusts().values_list("pk", flat=True))
+    return member_trust_ids(user, Perm.MANAGE_TRANSFERS)
+
+
+def may_manage_forwarding(user, trust_id: int) -> bool:
+    return has_perm_at(user, Perm.MANAGE_TRANSFERS, trust_id)
+
+
+def visible_forwarding_rules(user, queryset: QuerySet) -> QuerySet:
+    return queryset.filter(trust_id__in=forwarding_trust_ids(user))
+
+
+def may_run_migrations(user) -> bool:
+    """Copying whole archives between gateways is the region's business: regional administrators only."""
+    return is_regional_admin(user)

@@ -67,6 +67,14 @@ SERIES_VIEWED = _spec(
     "series view", EventID.INSTANCES_ACCESSED, Action.READ, needs="trust study_uids", description="detail.series_uid"
 )
 
+# --- the region's manifests (manifests.fhir_api): a system's FHIR search, and each study it discloses -----
+FHIR_SEARCH = _spec(
+    "FHIR search", EventID.QUERY, Action.EXECUTE, LocalEventType.FHIR_SEARCH, description="detail={'query': ...}"
+)
+MANIFEST_DISCLOSED = _spec(
+    "manifest disclosed", EventID.EXPORT, Action.READ, LocalEventType.MANIFEST_DISCLOSED, "trust study_uids"
+)
+
 # --- moving images between trusts -----------------------------------------------------------------
 PUSH_REQUESTED = _spec(
     "push", EventID.BEGIN_TRANSFERRING, Action.EXECUTE, LocalEventType.PUSH, "trust peer_trust study_uids reason"
@@ -201,6 +209,47 @@ WRITE_BACK_FILED = _spec(
     LocalEventType.SECOND_OPINION,
     "trust study_uids",
     "a reviewed write-back stored at the source gateway; detail.share_link, detail.write_back, detail.approved_by",
+)
+
+# --- copies and the corrections that follow them (copies/) ----------------------------------------
+COPIES_LISTED = _spec(
+    "copies register read",
+    EventID.QUERY,
+    Action.READ,
+    LocalEventType.COPIES_LISTED,
+    description="where copies of a study (detail.study) or a patient's images (nhs_number) are held",
+)
+STUDY_REJECTED = _spec(
+    "rejection at the source",
+    EventID.INSTANCES_ACCESSED,
+    Action.DELETE,
+    LocalEventType.STUDY_REJECTED,
+    "trust study_uids reason",
+    "the source's imaging manager rejected instances, series or a study it sent (IOCM); detail.reason_code, holders",
+)
+IDENTITY_CORRECTED = _spec(
+    "identity correction at the source",
+    EventID.PATIENT_RECORD,
+    Action.UPDATE,
+    LocalEventType.IDENTITY_CORRECTED,
+    "trust study_uids",
+    "the source's imaging manager corrected the patient identity of a study it sent; detail.corrected, holders",
+)
+CORRECTION_DELIVERED = _spec(
+    "correction delivery",
+    EventID.INSTANCES_TRANSFERRED,
+    Action.CREATE,
+    LocalEventType.CORRECTION_DELIVERED,
+    "trust peer_trust study_uids",
+    "a rejection note (and corrected instances) stored at a holder's gateway; detail.note, corrected_sent",
+)
+CORRECTION_ACKNOWLEDGED = _spec(
+    "correction acknowledgement",
+    EventID.PATIENT_RECORD,
+    Action.READ,
+    LocalEventType.CORRECTION_ACKNOWLEDGED,
+    "trust peer_trust study_uids",
+    "an imaging manager of the holder acknowledged a correction received",
 )
 
 # --- the audit trail itself -----------------------------------------------------------------------

@@ -11,6 +11,7 @@ class EventID(models.TextChoices):
     INSTANCES_TRANSFERRED = "110104", "DICOM Instances Transferred"
     EXPORT = "110106", "Export"
     IMPORT = "110107", "Import"
+    PATIENT_RECORD = "110110", "Patient Record"
     QUERY = "110112", "Query"
     SECURITY_ALERT = "110113", "Security Alert"
     USER_AUTHENTICATION = "110114", "User Authentication"
@@ -75,6 +76,13 @@ class LocalEventType(models.TextChoices):
     CHAIN_VERIFIED = "IEP161", "Audit chain verified"
     DIGEST_EXPORTED = "IEP162", "Audit chain digest exported"
     ALERT_ACKNOWLEDGED = "IEP163", "Audit alert acknowledged"
+    FHIR_SEARCH = "IEP171", "FHIR search"
+    MANIFEST_DISCLOSED = "IEP172", "Study manifest disclosed (FHIR)"
+    STUDY_REJECTED = "IEP181", "Instances rejected at the source"
+    IDENTITY_CORRECTED = "IEP182", "Patient identity corrected at the source"
+    CORRECTION_DELIVERED = "IEP183", "Correction sent to a holder of copies"
+    CORRECTION_ACKNOWLEDGED = "IEP184", "Correction acknowledged by a holder"
+    COPIES_LISTED = "IEP185", "Register of copies read"
 
 
 class AlertStatus(models.TextChoices):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, replace
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,9 @@ from .signing import canonical_bytes, sign, signature_valid
 
 __all__ = [
     "check_digest",
-    "export_daily_digest",
+    "digest_due",
     "export_digest",
+    "export_due_digest",
     "record_verification",
     "signature_valid",
     "verify_anchored",
@@ -134,33 +135,48 @@ def _write(document: dict[str, Any], path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def export_daily_digest() -> ChainDigest:
-    """The scheduled export: today's digest, made once however often the task arrives. Beat sends it again
-    when it restarts after a crash between sending it and noting that it did (its schedule file is written
-    every few minutes), and the broker may deliver a task twice: the IG officers get one digest a day."""
-    return _todays_digest() or export_digest(once_a_day=True)
+def _day_start(now: datetime | None = None) -> datetime:
+    """When the current digest day began: the latest AUDIT_DIGEST_HOUR:00, local time."""
+    now = timezone.localtime(now)
+    start = now.replace(hour=settings.AUDIT_DIGEST_HOUR, minute=0, second=0, microsecond=0)
+    return start if start <= now else start - timedelta(days=1)
 
 
-def _todays_digest() -> ChainDigest | None:
-    return ChainDigest.objects.filter(created_at__date=timezone.localdate()).order_by("-pk").first()
+def digest_due(now: datetime | None = None) -> bool:
+    """True while no digest has been written since the digest day began."""
+    return not ChainDigest.objects.filter(created_at__gte=_day_start(now)).exists()
 
 
-def export_digest(*, once_a_day: bool = False) -> ChainDigest:
-    """Verify (against the digest files too), record the export, then sign, write and email a digest
-    (`once_a_day`: unless one was made today, checked again while holding the chain head).
+def export_due_digest() -> ChainDigest | None:
+    """The day's digest, once: what beat runs every AUDIT_DIGEST_CHECK_SECONDS. A day whose hour passed
+    while beat was down (or before the portal first ran) gets its digest at the next check; a second
+    beat, or a restarted one, never writes two for one day."""
+    return _export(only_if_due=True) if digest_due() else None
+
+
+def export_digest() -> ChainDigest:
+    """Verify (against the digest files too), record the export, then sign, write and email a digest.
 
     The digest's head is the export's own record: nothing written before the digest lies outside it.
     A failed verification is written into the digest and raises its alerts; the digest still records
     the head as it stands, so the next check measures the database against it.
     """
+    digest = _export(only_if_due=False)
+    if digest is None:  # pragma: no cover - only an export that may skip returns None
+        raise RuntimeError("the digest export returned nothing")
+    return digest
+
+
+def _export(*, only_if_due: bool) -> ChainDigest | None:
+    """export_digest's work; `only_if_due`: nothing (None) if another export wrote the day's digest first."""
     verification = verify_anchored(since_last_digest=True)
     report = verification.report
     _alert(verification)
     with transaction.atomic():
         # Hold the chain head, so that the export's record takes the next number (which names the file).
         head = ChainHead.objects.select_for_update().filter(pk=1).values_list("seq", flat=True).first() or 0
-        if once_a_day and (made := _todays_digest()):
-            return made  # another delivery of the task made it while this one verified
+        if only_if_due and not digest_due():  # checked under the head's lock: one export a day wins
+            return None
         path = _path(head + 1)
         event = catalogue.AUDIT_DIGEST_EXPORTED.record(
             actor=ACTOR,

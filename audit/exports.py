@@ -38,8 +38,13 @@ ACT_REASON_OID = "2.16.840.1.113883.5.8"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
-def _utc(when: datetime) -> str:
+def fhir_instant(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def patient_id_system(ods_code: str) -> str:
+    """The FHIR identifier system of a trust's local patient IDs (MRNs), in every FHIR resource the portal makes."""
+    return f"{settings.SITE_URL}/fhir/Id/patient-id/{ods_code}"
 
 
 def filename(fmt: str) -> str:
@@ -90,7 +95,7 @@ def _cell(value: Any) -> str:
 def csv_row(event: AuditEvent) -> list[str]:
     values = [
         event.seq,
-        _utc(event.timestamp),
+        fhir_instant(event.timestamp),
         event.event_id,
         display(event.event_id),
         event.event_type,
@@ -180,7 +185,7 @@ def _fhir_entities(event: AuditEvent) -> list[dict]:
         what = {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": event.nhs_number}}
         entities.append(_entity(what, "1", "Person", "1", "Patient"))
     if event.patient_id:
-        system = f"{settings.SITE_URL}/fhir/Id/patient-id/{event.trust or 'unknown'}"
+        system = patient_id_system(event.trust or "unknown")
         what = {"identifier": {"system": system, "value": event.patient_id}}
         entities.append(_entity(what, "1", "Person", "1", "Patient"))
     for uid in event.study_uids:
@@ -208,7 +213,7 @@ def fhir_audit_event(event: AuditEvent) -> dict:
         ],
         "type": _coding(event.event_id),
         "action": event.action,
-        "recorded": _utc(event.timestamp),
+        "recorded": fhir_instant(event.timestamp),
         "outcome": str(event.outcome),
         "agent": _fhir_agents(event),
         "source": {
@@ -255,7 +260,7 @@ def _outcome_description(event: AuditEvent) -> str:
 
 
 def fhir_bundle_chunks(events: Iterable[AuditEvent]) -> Iterator[str]:
-    head = {"resourceType": "Bundle", "type": "collection", "timestamp": _utc(timezone.now())}
+    head = {"resourceType": "Bundle", "type": "collection", "timestamp": fhir_instant(timezone.now())}
     yield json.dumps(head)[:-1] + ',"entry":['
     separator = ""
     for event in events:
@@ -306,7 +311,7 @@ def dicom_audit_message(event: AuditEvent) -> ET.Element:
         "EventIdentification",
         {
             "EventActionCode": event.action,
-            "EventDateTime": _utc(event.timestamp),
+            "EventDateTime": fhir_instant(event.timestamp),
             "EventOutcomeIndicator": str(event.outcome),
         },
     )

@@ -16,9 +16,11 @@ def scan_alerts() -> int:
 
 
 @shared_task(name="audit.export_chain_digest", ignore_result=True)
-def export_chain_digest() -> int:
-    """Verify since the last digest, then sign, write and email today's digest of the chain head (once a day)."""
-    return digest.export_daily_digest().head_seq
+def export_chain_digest() -> int | None:
+    """If the day has no digest yet: verify since the last one, then sign, write and email the day's digest
+    of the chain head. Its head's sequence number, or None when the day already had one."""
+    written = digest.export_due_digest()
+    return written.head_seq if written else None
 
 
 @shared_task(

@@ -19,6 +19,7 @@ from audit import alerts, exports, tasks
 from audit.codes import ActorType, EventID, LocalEventType, Outcome
 from audit.context import actor_from_request
 from audit.models import AuditAlert, AuditEvent, ChainDigest, ChainHead
+from copies import selectors as copies_selectors
 from portal.enqueue import enqueue_after_commit
 
 from . import selectors
@@ -122,6 +123,8 @@ def patient_report(request: HttpRequest) -> HttpResponse:
     summary = selectors.patient_summary(events)
     record_read(request, filters, returned=len(page.events) if page else 0, report="patient access")
     context = _context(request, query, page=page, summary=summary, nhs_number=filters.nhs_number)
+    # Copies of the patient's images across the region (the register), as this officer's trusts see them.
+    context["holdings"] = copies_selectors.holdings(request.user, nhs_number=filters.nhs_number)
     return render(request, "audit/patient_report.html", context)
 
 

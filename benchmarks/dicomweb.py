@@ -14,14 +14,13 @@ HTTP connection kept alive, as a viewer does):
 
 Each request re-reads the token, its session and its link, as in production. Medians over `--runs`
 (after one warm-up call). Targets (issue #21): QIDO-RS and metadata under 100 ms median, frames at 30 or
-more a second to one client. Figures are printed and written to benchmarks/results/dicomweb.json, with
+more a second to one client. Figures are printed and written to benchmarks/results/dicomweb/ (record.py), with
 the machine's load average (on a shared machine it moves them). Exit status 1 if a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -35,6 +34,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from record import Run  # noqa: E402 - benchmarks/ is on the path as the script's own folder
+
 WORK = Path(tempfile.mkdtemp(prefix="dicomweb-bench-"))
 os.environ["DATABASE_URL"] = f"sqlite:///{WORK / 'bench.sqlite3'}"
 os.environ["SPOOL_DIR"] = str(WORK / "spool")
@@ -47,7 +48,6 @@ os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
 QIDO_TARGET_MS = 100.0
 METADATA_TARGET_MS = 100.0
 FRAMES_TARGET_PER_S = 30.0
-RESULTS = ROOT / "benchmarks" / "results" / "dicomweb.json"
 
 
 def serve() -> tuple[subprocess.Popen, str]:
@@ -156,7 +156,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
+    with Run(__file__, arguments=vars(args)) as run:
+        return measure(args, run)
 
+
+def measure(args: argparse.Namespace, run: Run) -> int:
     import django
 
     django.setup()
@@ -207,39 +211,38 @@ def main() -> int:
         f"{'frames':<20} {frames_per_s:7.1f} frames/s  ({frame_mb_s:.1f} MB/s, {len(sops)} sequential requests)"
         f"  server CPU {frames_server_ms:.1f} ms/frame"
     )
-    ok = (
-        figures["qido_instances_ms"][0] < QIDO_TARGET_MS
-        and figures["metadata_ms"][0] < METADATA_TARGET_MS
-        and frames_per_s >= FRAMES_TARGET_PER_S
-    )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "slices": args.slices,
-                "size": args.size,
-                "runs": args.runs,
-                **{
-                    name: {"median": m, "min": lo, "max": hi, "server_cpu_ms": sc, "client_cpu_ms": cc}
-                    for name, (m, lo, hi, sc, cc) in figures.items()
-                },
-                "frames_per_s": frames_per_s,
-                "frames_server_cpu_ms": frames_server_ms,
-                "server": "gunicorn, one sync worker, DEBUG off",
-                "load_average": os.getloadavg(),
-                "targets": {
-                    "qido_ms": QIDO_TARGET_MS,
-                    "metadata_ms": METADATA_TARGET_MS,
-                    "frames_per_s": FRAMES_TARGET_PER_S,
-                },
-                "targets_met": ok,
-                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
-            indent=2,
+    labels = {
+        "qido_instances_ms": (f"QIDO-RS of a {args.slices}-instance study's instances, median", QIDO_TARGET_MS),
+        "qido_studies_ms": ("", None),
+        "qido_series_ms": ("", None),
+        "metadata_ms": (f"WADO-RS metadata of that study, median of {args.runs}", METADATA_TARGET_MS),
+    }
+    for name, (median, low, high, server_ms, client_ms) in figures.items():
+        label, bound = labels[name]
+        run.figure(
+            name,
+            median,
+            "ms",
+            label=label,
+            target=("<", bound) if bound else None,
+            min=low,
+            max=high,
+            runs=args.runs,
+            server_cpu_ms=server_ms,
+            client_cpu_ms=client_ms,
         )
-        + "\n"
+    run.figure(
+        "frames_per_s",
+        frames_per_s,
+        "frames/s",
+        label=f"WADO-RS frames to one client, {args.size}² CT",
+        target=(">=", FRAMES_TARGET_PER_S),
+        megabytes_per_s=frame_mb_s,
+        server_cpu_ms=frames_server_ms,
     )
-    print(f"\n{load()}\nwritten to {RESULTS.relative_to(ROOT)}")
+    run.note("served by gunicorn, one sync worker, DEBUG off")
+    ok = bool(run.targets_met)
+    print(f"\n{load()}")
     print("all targets met" if ok else "TARGET MISSED")
     return 0 if ok else 1
 

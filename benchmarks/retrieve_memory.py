@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 from dicomkit import GatewayConfig, StorageReceiver, client_for  # noqa: E402
 
 if TYPE_CHECKING:
+    from record import Run
+
     from tests.dicom.orthanc import OrthancProcess
 
 METHODS = ("c-get", "c-move", "wado-rs")
@@ -129,6 +131,13 @@ def main() -> int:
     if args.child:
         child(args)
         return 0
+    from record import Run
+
+    with Run(__file__, arguments={k: v for k, v in vars(args).items() if k in ("sizes", "limit_mb", "pixels")}) as run:
+        return measure(args, run)
+
+
+def measure(args: argparse.Namespace, run: Run) -> int:
     from dicomkit.sim.synthetic import SyntheticPatient, make_study
     from tests.dicom.orthanc import OrthancProcess, free_port, orthanc_available
 
@@ -182,6 +191,14 @@ def main() -> int:
         verdict = "ok" if growth <= args.limit_mb else f"OVER the {args.limit_mb:g} MB limit"
         failed |= growth > args.limit_mb
         print(f"{method:<8} {'diff':>6} {'':>9} {'':>8} {'':>12} {growth:>+12.1f}  {verdict} (ru_maxrss)")
+        run.figure(
+            f"{method.replace('-', '_')}_growth_mb",
+            growth,
+            "MB",
+            label=f"retrieve peak RSS, {large:,} vs {small:,} instances, {method.upper()}",
+            target=("<=", args.limit_mb),
+            runs={str(n): figures[n] for n in (small, large)},
+        )
     return 1 if failed else 0
 
 

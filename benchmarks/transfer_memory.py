@@ -11,6 +11,7 @@ Its baseline (Django, pydicom, pynetdicom imported, the ledger's rows) is in tha
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
+LIMIT_MB = 50.0
 
 
 def child(instances: int, rows: int, pair: str) -> None:
@@ -51,6 +53,7 @@ def child(instances: int, rows: int, pair: str) -> None:
         held = len(b.find("Instance", {"StudyInstanceUID": paths[0].parent.name}))
         assert held == instances, f"B holds {held} of {instances}"
         print(f"{pair:<18} {instances:>5} instances: peak RSS {peak:6.1f} MB (before the transfer {before:6.1f} MB)")
+        print(json.dumps({"peak_rss_mb": peak, "before_mb": before}))  # for the parent, not shown
     finally:
         a.remove()
         b.remove()
@@ -66,12 +69,28 @@ def main() -> None:
     if args.child:
         child(int(args.child[0]), args.rows, args.child[1])
         return
-    print(f"CT {args.rows}², load {os.getloadavg()[0]:.1f}", flush=True)
-    for pair in args.pairs.split(","):
-        for instances in (100, 1000):
-            command = [sys.executable, str(HERE), "--rows", str(args.rows), "--child", str(instances), pair]
-            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            print("\n".join(line for line in out.splitlines() if not line.startswith("{")), flush=True)
+    sys.path.insert(0, str(HERE.parent))
+    from record import Run
+
+    with Run(__file__, arguments=vars(args)) as run:
+        print(f"CT {args.rows}², load {os.getloadavg()[0]:.1f}", flush=True)
+        for pair in args.pairs.split(","):
+            peaks = {}
+            for instances in (100, 1000):
+                command = [sys.executable, str(HERE), "--rows", str(args.rows), "--child", str(instances), pair]
+                out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                print("\n".join(line for line in out.splitlines() if not line.startswith("{")), flush=True)
+                peaks[instances] = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+            growth = peaks[1000]["peak_rss_mb"] - peaks[100]["peak_rss_mb"]
+            retrieve, store = pair.upper().split("/")
+            run.figure(
+                f"{pair.replace('/', '_').replace('-', '')}_growth_mb",
+                growth,
+                "MB",
+                label=f"engine peak RSS, 1,000 vs 100 instances, {retrieve} → {store}",
+                target=("<=", LIMIT_MB),
+                peaks={str(n): peak for n, peak in peaks.items()},
+            )
 
 
 if __name__ == "__main__":

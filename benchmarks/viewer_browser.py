@@ -50,6 +50,8 @@ os.environ["ALLOWED_HOSTS"] = "testserver,127.0.0.1,localhost"
 # synchronous calls, so Django's async-safety guard does not apply (as in tests/browser/conftest.py).
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
+from record import Run  # noqa: E402 - benchmarks/ is on the path as the script's own folder
+
 from tests.browser.chromium import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402 - after the environment is set
 
 FIRST_IMAGE_TARGET_S = 1.0
@@ -166,6 +168,11 @@ def main() -> int:
     args = parser.parse_args()
     if not os.path.exists(CHROMIUM):
         sys.exit(f"{CHROMIUM} is not installed (Debian's chromium package); no browser is downloaded.")
+    with Run(__file__, arguments=vars(args)) as run:
+        return measure(args, run)
+
+
+def measure(args: argparse.Namespace, run: Run) -> int:
 
     import django
 
@@ -200,14 +207,14 @@ def main() -> int:
     playwright = sync_playwright().start()
     browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
     try:
-        ok &= first_images(bench, browser, base_url, args.runs)
+        ok &= first_images(bench, browser, base_url, args.runs, run)
         page = bench.consultant(browser, base_url)
         page.goto("/s/", wait_until="commit")
         page.wait_for_function(READY_JS, polling="raf")
         page.evaluate(RECORDER_JS)
         page.locator("#viewport").focus()
         for preset in ("default", "lung"):
-            ok &= scrolling(page, preset, args.slices, args.key_rate, renders)
+            ok &= scrolling(page, preset, args.slices, args.key_rate, renders, run)
     finally:
         browser.close()
         playwright.stop()
@@ -297,7 +304,7 @@ def emailed_code(to: str = "consultant@elsewhere.example") -> str:
     raise RuntimeError("no code was emailed")
 
 
-def first_images(bench: Bench, browser, base_url: str, runs: int) -> bool:
+def first_images(bench: Bench, browser, base_url: str, runs: int, run: Run) -> bool:
     walls, own = [], []
     for n in range(1, runs + 1):
         page = bench.consultant(browser, base_url)
@@ -309,6 +316,21 @@ def first_images(bench: Bench, browser, base_url: str, runs: int) -> bool:
         print(f"first image, run {n}: {walls[-1] * 1000:.0f} ms (browser's clock {at_ms:.0f} ms)", flush=True)
         page.context.close()
     met = max(walls) < FIRST_IMAGE_TARGET_S
+    run.figure(
+        "first_image_median_ms",
+        statistics.median(walls) * 1000,
+        "ms",
+        label=f"first image in Chromium, median of {runs} new links",
+        browser_clock_median_ms=statistics.median(own) * 1000,
+    )
+    run.figure(
+        "first_image_max_ms",
+        max(walls) * 1000,
+        "ms",
+        label=f"first image in Chromium, slowest of {runs}",
+        target=("<", FIRST_IMAGE_TARGET_S * 1000),
+        browser_clock_max_ms=max(own) * 1000,
+    )
     print(
         f"FIRST IMAGE over {runs} new links: median {statistics.median(walls) * 1000:.0f} ms, max "
         f"{max(walls) * 1000:.0f} ms (browser's clock: median {statistics.median(own) * 1000:.0f}, max "
@@ -318,7 +340,7 @@ def first_images(bench: Bench, browser, base_url: str, runs: int) -> bool:
     return met
 
 
-def scrolling(page, preset: str, slices: int, key_rate: float, renders: RenderLog) -> bool:
+def scrolling(page, preset: str, slices: int, key_rate: float, renders: RenderLog, run: Run) -> bool:
     from dicomkit import rendering
 
     windowed = preset != "default"
@@ -337,6 +359,15 @@ def scrolling(page, preset: str, slices: int, key_rate: float, renders: RenderLo
     rate = len(distinct) / seconds
     sent_rate = (len(keys) - 1) / ((keys[-1] - keys[0]) / 1000)
     met = rate >= SCROLL_TARGET_PER_S
+    run.figure(
+        f"scroll_{preset}_per_s",
+        rate,
+        "images/s",
+        label=f"scrolling in Chromium at {key_rate:.0f} keys/s, {label}: images painted",
+        target=(">=", SCROLL_TARGET_PER_S),
+        presented=len(presented),
+        settle_ms=last_at - keys[-1],
+    )
     print(
         f"SCROLL at the {label}: {len(keys)} keys at {sent_rate:.0f}/s; {len(distinct)} distinct images painted in "
         f"{seconds:.1f} s = {rate:.1f} images/s (the viewer presented {len(presented)}); last slice on screen "
@@ -344,10 +375,10 @@ def scrolling(page, preset: str, slices: int, key_rate: float, renders: RenderLo
         f"{verdict(met, f'>= {SCROLL_TARGET_PER_S:.0f}/s')}; {load()}",
         flush=True,
     )
-    return met & stepping(page, label, preset, windowed, min(STEPS, slices - 1))
+    return met & stepping(page, label, preset, windowed, min(STEPS, slices - 1), run)
 
 
-def stepping(page, label: str, preset: str, windowed: bool, count: int) -> bool:
+def stepping(page, label: str, preset: str, windowed: bool, count: int, run: Run) -> bool:
     from dicomkit import rendering
 
     go_to_first(page, preset, windowed)
@@ -357,6 +388,14 @@ def stepping(page, label: str, preset: str, windowed: bool, count: int) -> bool:
     ordered = sorted(steps)
     p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
     met = rate >= SCROLL_TARGET_PER_S
+    run.figure(
+        f"step_{preset}_per_s",
+        rate,
+        "images/s",
+        target=(">=", SCROLL_TARGET_PER_S),
+        median_ms=statistics.median(steps) * 1000,
+        p95_ms=p95 * 1000,
+    )
     print(
         f"STEP at the {label}: {len(steps)} x (one key, wait until shown): median "
         f"{statistics.median(steps) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {max(steps) * 1000:.0f} ms "

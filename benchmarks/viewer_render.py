@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from record import Run  # noqa: E402 - benchmarks/ is on the path as the script's own folder
+
 from dicomkit import rendering, staged  # noqa: E402
 from dicomkit.sim.synthetic import make_study  # noqa: E402
 
@@ -71,6 +73,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--formats", nargs="+", default=["png", "jpeg"], choices=["png", "jpeg"])
     args = parser.parse_args()
+    with Run(__file__, arguments=vars(args)) as run:
+        return measure(args, run)
+
+
+def measure(args: argparse.Namespace, run: Run) -> int:
     ok = True
     with tempfile.TemporaryDirectory(prefix="viewer-bench-") as tmp:
         began = time.perf_counter()
@@ -88,6 +95,15 @@ def main() -> int:
                 manifest_s, total_s = first_image(folder, fmt, cached_manifest=cached)
                 label = "manifest cached, as staging leaves it" if cached else "manifest built from headers"
                 met = total_s < FIRST_IMAGE_TARGET_S
+                headline = fmt == args.formats[0] and cached
+                run.figure(
+                    f"{fmt}_first_image_{'cached' if cached else 'built'}_ms",
+                    total_s * 1000,
+                    "ms",
+                    label=f"first {fmt.upper()} image, in-process, manifest as staging leaves it" if headline else "",
+                    target=("<", FIRST_IMAGE_TARGET_S * 1000) if cached else None,
+                    manifest_ms=manifest_s * 1000,
+                )
                 if cached:
                     ok &= met
                     verdict = f"[target < {FIRST_IMAGE_TARGET_S:.0f} s: {'met' if met else 'MISSED'}]"
@@ -113,6 +129,17 @@ def main() -> int:
                 rate, median_ms, p95_ms, mean_bytes = scroll(ordered, render)
                 met = rate >= SCROLL_TARGET_PER_S
                 ok &= met
+                headline = fmt == args.formats[0] and label.endswith("cold")
+                run.figure(
+                    f"{fmt}_{label.replace(' ', '_').replace(',', '')}_per_s",
+                    rate,
+                    "images/s",
+                    label=f"{fmt.upper()} {label} ({args.slices} x {args.size}²), in-process" if headline else "",
+                    target=(">=", SCROLL_TARGET_PER_S),
+                    median_ms=median_ms,
+                    p95_ms=p95_ms,
+                    mean_bytes=mean_bytes,
+                )
                 print(
                     f"  {label}: {rate:.0f} images/s (median {median_ms:.1f} ms, p95 {p95_ms:.1f} ms, "
                     f"{mean_bytes / 1024:.0f} KiB each)  [target >= {SCROLL_TARGET_PER_S:.0f}/s: "
@@ -127,6 +154,7 @@ def main() -> int:
                 rendering.render(ordered[0], 0, center=40, width=width, fmt=fmt)
             rate = len(widths) / (time.perf_counter() - began)
             print(f"  window drag on one slice: {rate:.0f} images/s")
+            run.figure(f"{fmt}_window_drag_per_s", rate, "images/s")
     print(f"\nload average (1, 5, 15 min): {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs")
     print("all targets met" if ok else "TARGET MISSED")
     return 0 if ok else 1

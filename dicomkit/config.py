@@ -8,6 +8,8 @@ from .errors import ConfigurationError
 
 RETRIEVE_METHODS = ("c-get", "c-move", "wado-rs")
 STORE_METHODS = ("c-store", "stow-rs")
+# What sends C-STOREs: dcmtk's dcmsend as a process (C speed; pynetdicom for what it leaves) or pynetdicom.
+STORE_SENDERS = ("dcmsend", "pynetdicom")
 QUERY_METHODS = ("c-find", "qido-rs")
 DIMSE_METHODS = frozenset({"c-get", "c-move", "c-store", "c-find"})
 
@@ -83,10 +85,12 @@ class GatewayConfig:
     network_timeout: float = 120.0
     http_timeout: float = 60.0
     stow_batch_size: int = 50
+    store_sender: str = "pynetdicom"
 
     def __post_init__(self) -> None:
         self.retrieve_method = _choice(self.retrieve_method, RETRIEVE_METHODS, "retrieve method")
         self.store_method = _choice(self.store_method, STORE_METHODS, "store method")
+        self.store_sender = _choice(self.store_sender, STORE_SENDERS, "C-STORE sender")
         self.query_method = _choice(self.query_method, QUERY_METHODS, "query method")
         if self.uses_dimse:
             self.ae_title = validate_ae_title(self.ae_title, what="Gateway AE title")

@@ -47,6 +47,7 @@ DICOM_JSON = "application/dicom+json"
 # transfer-syntax=* asks for instances as stored: no server-side transcoding, no quality loss.
 MULTIPART_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 CHUNK = 1024 * 1024
+DUPLICATE_REASON = "failure reason 0x0111"  # a STOW-RS FailedSOPSequence entry for an instance already held
 _NOT_QUERY_KEYS = {"QueryRetrieveLevel", "SpecificCharacterSet"}
 
 
@@ -343,9 +344,12 @@ class DicomWebClient:
         if uid in stored:
             return StoreResult(path, uid, True, status=0, message=stored[uid])
         if uid in failed:
-            return StoreResult(
-                path, uid, False, message=f"{self.config.name} refused it: {failed[uid]}", permanent=True
-            )
+            reason = failed[uid]
+            if reason == DUPLICATE_REASON:  # PS3.18: the origin server already holds this SOP Instance
+                return StoreResult(
+                    path, uid, True, status=0x0111, message=f"{self.config.name} already holds it", already_present=True
+                )
+            return StoreResult(path, uid, False, message=f"{self.config.name} refused it: {reason}", permanent=True)
         return StoreResult(path, uid, False, message=problem or f"{self.config.name} did not acknowledge it")
 
 

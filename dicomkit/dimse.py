@@ -15,6 +15,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind, Verification
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
+from . import dcmsend
 from .association import check_status, is_pending, new_ae, open_association, settle
 from .config import GatewayConfig
 from .errors import GatewayError, InvalidInstance
@@ -35,6 +36,7 @@ from .structure import file_meta
 from .transcode import UNCOMPRESSED, decompressed, storage_proposal
 
 MAX_CONTEXTS = 128
+DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.4.2: the peer already holds an instance with this UID
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,14 @@ class DimseClient:
                 outgoing.append(_Outgoing(path, meta.sop_class_uid, meta.sop_instance_uid, meta.transfer_syntax_uid))
             except (OSError, ValueError, AttributeError, InvalidDicomError) as exc:  # not sendable as is
                 results[path] = StoreResult(path, "", False, message=f"not a DICOM file: {exc}", permanent=True)
+        if outgoing and self.config.store_sender == "dcmsend" and dcmsend.available():
+            answers = dcmsend.send(self.config, self.local_ae_title, [item.path for item in outgoing])
+            for item in outgoing:
+                if item.path in answers:
+                    results[item.path] = self._store_result(item, _status(answers[item.path]), False)
+            # What dcmsend gave no answer for (a transfer syntax the peer does not accept, which pynetdicom
+            # can decode; an association that ended early): sent by pynetdicom.
+            outgoing = [item for item in outgoing if item.path not in answers]
         for group in _context_groups(outgoing):
             results.update(self._store_group(group))
         return [results[p] for p in order]
@@ -199,6 +209,17 @@ class DimseClient:
                 f"{self.config.dimse_timeout:g} s, or the association was aborted)",
             )
         code = int(status.Status)
+        if code == DUPLICATE_SOP_INSTANCE:
+            return StoreResult(
+                item.path,
+                item.sop_instance_uid,
+                True,
+                code,
+                f"{self.config.name} already holds it (0x0111 Duplicate SOP Instance)",
+                transfer_syntax_uid=sent_ts,
+                decompressed=decompressed_,
+                already_present=True,
+            )
         category = code_to_category(code)
         ok = category in ("Success", "Warning")
         message = ""
@@ -216,6 +237,12 @@ class DimseClient:
             decompressed=decompressed_,
             permanent=not ok and not 0xA700 <= code <= 0xA7FF,
         )
+
+
+def _status(answer: dcmsend.Answer) -> Dataset:
+    status = Dataset()
+    status.Status = answer.status
+    return status
 
 
 def _contexts_for(items: Iterable[_Outgoing]) -> list[tuple[str, list[str]]]:

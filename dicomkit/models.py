@@ -124,3 +124,6 @@ class StoreResult:
     transfer_syntax_uid: str = ""
     decompressed: bool = False
     permanent: bool = False
+    # The destination already held an instance with this SOP Instance UID (C-STORE 0x0111 Duplicate SOP
+    # Instance, or STOW-RS failure reason 0x0111): `ok`, nothing new stored, nothing to send again.
+    already_present: bool = False

@@ -68,9 +68,12 @@ class Work(StrEnum):
     STAGING = "staging"  # a share link's studies copied into the portal
     FILING = "filing"  # a second opinion's SR filed back into the source PACS
     FORWARDING = "forwarding"  # held instances sent on once reconciled
+    CORRECTION = "correction"  # a source's rejection note (and corrected instances) sent to a copy's holder
     HEALTH = "health"  # the beat's C-ECHO round
     SEARCH = "search"  # study search and a study's page, from a person waiting
     ECHO = "echo"  # an echo asked for from a page or the API
+    MIGRATION = "migration"  # a bulk migration between archives (region.migration), below all else
+    MANIFEST = "manifest"  # an exchanged study listed at its destination for its manifest (manifests/)
 
 
 INTERACTIVE = frozenset({Work.SEARCH, Work.ECHO})

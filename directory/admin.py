@@ -11,8 +11,8 @@ from .models import Gateway, SharingAgreement, Trust
 class GatewayInline(admin.TabularInline):
     model = Gateway
     extra = 0
-    fields = ["name", "ae_title", "host", "port", "dicomweb_url", "status"]
-    readonly_fields = ["status"]
+    fields = ["name", "kind", "ae_title", "host", "port", "dicomweb_url", "status"]
+    readonly_fields = ["kind", "status"]
 
 
 @admin.register(Trust)
@@ -26,10 +26,10 @@ class TrustAdmin(AuditedAdminMixin, admin.ModelAdmin):
 @admin.register(Gateway)
 class GatewayAdmin(AuditedAdminMixin, admin.ModelAdmin):
     audit_event_type = EventType.NETWORK_CONFIGURATION
-    list_display = ["name", "trust", "ae_title", "host", "port", "status", "last_checked", "latency_ms"]
-    list_filter = ["status", "retrieve_method", "store_method", "trust"]
+    list_display = ["name", "trust", "kind", "ae_title", "host", "port", "status", "last_checked", "latency_ms"]
+    list_filter = ["kind", "status", "retrieve_method", "store_method", "trust"]
     search_fields = ["name", "ae_title", "host", "trust__ods_code"]
-    readonly_fields = ["status", "last_checked", "latency_ms", "last_error"]
+    readonly_fields = ["kind", "status", "last_checked", "latency_ms", "last_error"]
 
 
 @admin.register(SharingAgreement)

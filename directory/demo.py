@@ -21,10 +21,12 @@ from accounts.models import Membership, User
 from accounts.roles import Role
 
 from .models import Gateway, SharingAgreement, Trust
+from .services import ARCHIVE_KEEPS_AS_SENT
 
 DEMO_PASSWORD = "demo-exchange-2026"  # noqa: S105  (synthetic demo accounts only)
 DEMO_EMAIL_DOMAIN = "demo.invalid"
-SIM_PACS_BASE_PORT = 11120
+# The demo PACS listen on this port and the next three (a soak run moves them out of the way of a demo).
+SIM_PACS_BASE_PORT = int(settings.DEMO_PACS_BASE_PORT)
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,20 @@ TRUSTS = (
     DemoTrust("NV0", "Meadowbank Treatment Centre", "istc", False, "MEADOWBANK_PACS"),
 )
 
+# The region's own participant: its vendor-neutral archive (docs/region.md), on the port after the trusts'.
+REGIONAL_ARCHIVE = DemoTrust("Y0R", "Northern Region Imaging Archive", "region", False, "REGION_VNA")
+
 # (a, b, a_to_b, b_to_a, auto_approve_urgent)
 AGREEMENTS = (
     ("R0A", "R0B", True, True, True),
     ("R0A", "R0C", True, True, True),
     ("R0B", "R0C", True, True, False),
     ("NV0", "R0B", True, False, False),
+    # Every trust may send to the archive (forwarding rules, migrations) and have its studies back.
+    ("R0A", "Y0R", True, True, False),
+    ("R0B", "Y0R", True, True, False),
+    ("R0C", "Y0R", True, True, False),
+    ("NV0", "Y0R", True, True, False),
 )
 
 ROLE_LABELS = {
@@ -77,20 +87,23 @@ def current_totp(secret: str) -> str:
 def seed_region() -> list[tuple[str, str, str]]:
     """Create or refresh the demo region; returns (email, role, trust) for every demo user."""
     trusts = {}
-    for index, spec in enumerate(TRUSTS):
+    for index, spec in enumerate((*TRUSTS, REGIONAL_ARCHIVE)):
+        regional = spec.kind == Trust.Kind.REGION
         trust, _ = Trust.objects.update_or_create(
             ods_code=spec.ods_code,
             defaults={
                 "name": spec.name,
                 "kind": spec.kind,
                 "major_trauma_centre": spec.major_trauma_centre,
-                "patient_id_issuer": f"{spec.ods_code}_MRN",
+                "patient_id_issuer": "" if regional else f"{spec.ods_code}_MRN",
+                # The archive keeps what each trust sent as it was sent.
+                **dict.fromkeys(ARCHIVE_KEEPS_AS_SENT, not regional),
             },
         )
         trusts[spec.ods_code] = trust
         Gateway.objects.update_or_create(
             trust=trust,
-            name="Main PACS",
+            name="Archive" if regional else "Main PACS",
             defaults={
                 "ae_title": spec.ae_title,
                 "host": "127.0.0.1",

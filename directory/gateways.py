@@ -26,6 +26,7 @@ def gateway_config(gateway: Gateway) -> GatewayConfig:
         store_method=gateway.store_method,
         query_method=gateway.query_method,
         label=f"trust {gateway.trust.ods_code} {gateway.name}",
+        store_sender=settings.DICOM_STORE_SENDER,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -22,6 +24,9 @@ class Trust(models.Model):
     class Kind(models.TextChoices):
         TRUST = "trust", "NHS trust"
         ISTC = "istc", "Independent sector treatment centre"
+        # The region's own participant: its vendor-neutral archive (docs/region.md). It belongs to no one
+        # trust, has agreements like any trust, and its gateways are of kind `vna`.
+        REGION = "region", "Regional archive (VNA)"
 
     ods_code = models.CharField("ODS code", max_length=5, unique=True, validators=[validate_ods_code])
     name = models.CharField(max_length=200)
@@ -73,6 +78,10 @@ class Gateway(models.Model):
         C_FIND = "c-find", "C-FIND"
         QIDO_RS = "qido-rs", "QIDO-RS"
 
+    class Kind(models.TextChoices):
+        PACS = "pacs", "Trust PACS or edge node"
+        VNA = "vna", "Regional archive (VNA)"
+
     class Status(models.TextChoices):
         UNKNOWN = "unknown", "Not checked yet"
         UP = "up", "Up"
@@ -80,6 +89,13 @@ class Gateway(models.Model):
 
     trust = models.ForeignKey(Trust, on_delete=models.PROTECT, related_name="gateways")
     name = models.CharField(max_length=100)
+    kind = models.CharField(
+        max_length=8,
+        choices=Kind.choices,
+        default=Kind.PACS,
+        editable=False,
+        help_text="Follows its trust: the gateways of the region's archive participant are VNAs.",
+    )
     ae_title = models.CharField("AE title", max_length=16, blank=True, validators=[validate_ae_title])
     host = models.CharField(max_length=253, blank=True)
     port = models.PositiveIntegerField(null=True, blank=True, validators=[validate_port])
@@ -146,10 +162,19 @@ class Gateway(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.trust.ods_code})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.kind = self.kind_for(self.trust)
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         errors = gateway_consistency_errors(self.__dict__)
         if errors:
             raise ValidationError(errors)
+
+    @staticmethod
+    def kind_for(trust: Trust) -> str:
+        """A gateway's kind follows its trust: the region's archive participant has VNAs, a trust PACS."""
+        return Gateway.Kind.VNA if trust.kind == Trust.Kind.REGION else Gateway.Kind.PACS
 
 
 class SharingAgreement(models.Model):
@@ -163,6 +188,16 @@ class SharingAgreement(models.Model):
         default=False, help_text="Urgent and trauma requests from a major trauma centre are approved at once."
     )
     active = models.BooleanField(default=True)
+    # Private (proprietary) elements crossing this agreement's boundary (copies.coercion): kept, removed, or
+    # removed except the blocks of the private creators named (known ones converted to standard first).
+    private_elements = models.CharField(
+        max_length=10,
+        choices=[("keep", "Keep"), ("remove", "Remove"), ("allow_list", "Remove, except named private creators")],
+        default="keep",
+    )
+    private_creators_kept = models.JSONField(default=list, blank=True)
+    # With an identity correction, the holder is sent the corrected instances too, not only the rejection note.
+    send_corrected_instances = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -191,6 +226,12 @@ class SharingAgreement(models.Model):
             reverse = SharingAgreement.objects.filter(trust_a=self.trust_b_id, trust_b=self.trust_a_id)
             if reverse.exclude(pk=self.pk).exists():
                 raise ValidationError("These two trusts already have an agreement (recorded the other way round).")
+
+    @classmethod
+    def between(cls, one: Trust | int, other: Trust | int) -> SharingAgreement | None:
+        """The agreement of two trusts, whichever way round it was recorded."""
+        a, b = getattr(one, "pk", one), getattr(other, "pk", other)
+        return cls.objects.filter(Q(trust_a=a, trust_b=b) | Q(trust_a=b, trust_b=a)).first()
 
     def allows(self, source: Trust, destination: Trust) -> bool:
         if not self.active:

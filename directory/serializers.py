@@ -15,7 +15,7 @@ class TrustField(serializers.SlugRelatedField):
 class GatewayHealthSerializer(serializers.ModelSerializer):
     class Meta:
         model = Gateway
-        fields = ["id", "name", "status", "last_checked", "latency_ms"]
+        fields = ["id", "name", "kind", "status", "last_checked", "latency_ms"]
 
 
 class TrustSerializer(serializers.ModelSerializer):
@@ -46,22 +46,40 @@ class GatewaySerializer(serializers.ModelSerializer):
             "id",
             "trust",
             *Gateway.SETTINGS_FIELDS,
+            "kind",
             "status",
             "last_checked",
             "latency_ms",
             "last_error",
         ]
-        read_only_fields = ["status", "last_checked", "latency_ms", "last_error"]
+        read_only_fields = ["kind", "status", "last_checked", "latency_ms", "last_error"]
         extra_kwargs = {"dicomweb_password": {"write_only": True}, "dicomweb_token": {"write_only": True}}
 
 
 class AgreementSerializer(serializers.ModelSerializer):
     trust_a = TrustField()
     trust_b = TrustField()
+    private_creators_kept = serializers.ListField(
+        child=serializers.RegexField(r"^[^\\\x00-\x1f\x7f]{1,64}$"),
+        required=False,
+        max_length=100,
+        help_text="Private creators whose blocks cross the boundary under private_elements=allow_list.",
+    )
 
     class Meta:
         model = SharingAgreement
-        fields = ["id", "trust_a", "trust_b", "a_to_b", "b_to_a", "auto_approve_urgent", "active"]
+        fields = [
+            "id",
+            "trust_a",
+            "trust_b",
+            "a_to_b",
+            "b_to_a",
+            "auto_approve_urgent",
+            "active",
+            "private_elements",
+            "private_creators_kept",
+            "send_corrected_instances",
+        ]
 
 
 class EchoResultSerializer(serializers.Serializer):

@@ -13,6 +13,9 @@ from audit.services import record_event
 
 from .models import Gateway, SharingAgreement, Trust
 
+# Reconciliation switches a new regional archive starts with off.
+ARCHIVE_KEEPS_AS_SENT = ("reconcile_patient_id", "prefix_accession", "prefix_study_description")
+
 # Never copied into audit rows.
 SECRET_FIELDS = {"dicomweb_password", "dicomweb_token"}
 
@@ -43,10 +46,16 @@ def _record(instance: Any, kind: str, action: Action, event_type: str, trust: st
 
 @transaction.atomic
 def trust_save(*, actor: Actor, instance: Trust | None = None, **values: Any) -> Trust:
+    if instance is None and values.get("kind") == Trust.Kind.REGION:
+        # An archive keeps what each trust sent as it was sent: no identity rewriting on arrival.
+        for switch in ARCHIVE_KEEPS_AS_SENT:
+            values.setdefault(switch, False)
     trust = instance or Trust()
     changed = _apply(trust, values)
     trust.full_clean()
     trust.save()
+    if "kind" in changed:  # a gateway's kind follows its trust's
+        trust.gateways.update(kind=Gateway.kind_for(trust))
     action = Action.UPDATE if instance else Action.CREATE
     _record(trust, "trust", action, EventType.SECURITY_CONFIGURATION, trust.ods_code, changed, actor)
     return trust

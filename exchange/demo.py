@@ -15,7 +15,7 @@ from django.conf import settings
 
 from dicomkit import nhs
 from dicomkit.sim.synthetic import SyntheticPatient, make_study
-from directory.demo import SIM_PACS_BASE_PORT, TRUSTS
+from directory.demo import REGIONAL_ARCHIVE, SIM_PACS_BASE_PORT, TRUSTS
 
 DEMO_STUDIES_VERSION = 1
 MARKER = "demo-studies.json"  # .json: the simulated PACS does not try to index it
@@ -61,7 +61,7 @@ def pacs_dir(ods_code: str) -> Path:
 
 def sim_pacs_address(ods_code: str) -> tuple[str, int]:
     """AE title and port of a demo trust's simulated PACS, as seed_region registers its gateway."""
-    for index, spec in enumerate(TRUSTS):
+    for index, spec in enumerate((*TRUSTS, REGIONAL_ARCHIVE)):
         if spec.ods_code == ods_code:
             return spec.ae_title, SIM_PACS_BASE_PORT + index
     raise KeyError(f"{ods_code} is not a demo trust")

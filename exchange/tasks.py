@@ -13,16 +13,13 @@ from directory.models import Gateway
 
 from . import services
 
-# The demo and deployment workers consume urgent, routine and default; health checks are default work.
-QUEUE = "default"
-
 
 @shared_task(name="exchange.echo_gateways", ignore_result=True, soft_time_limit=30, time_limit=60)
 def echo_gateways() -> int:
     """Beat's health round: one task per gateway, so a gateway that hangs does not delay the others."""
     ids = list(Gateway.objects.values_list("pk", flat=True))
     for pk in ids:
-        echo_gateway.apply_async((pk,), queue=QUEUE)
+        echo_gateway.apply_async((pk,))  # its queue: CELERY_TASK_ROUTES
     return len(ids)
 
 

@@ -72,7 +72,7 @@ def view_request(*, trust: Trust, study_uid: str) -> str:
         (folder / STAGING).write_text(str(time.time()), encoding="utf-8")
         from .tasks import stage_study_view
 
-        stage_study_view.apply_async((trust.pk, study_uid), queue="routine")
+        stage_study_view.apply_async((trust.pk, study_uid))  # its queue: CELERY_TASK_ROUTES
         return view_state(trust, study_uid)[0]  # a worker may already have finished
     return state
 

@@ -6,6 +6,7 @@ DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS and SITE_URL. Nonsense values
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -17,11 +18,12 @@ from audit import conf as audit_conf
 from portal.logs import configure_logging
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 # A developer's local overrides; production passes real environment variables.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# Local state (SQLite, the demo's PACS, spool, digests, the demo's Redis): a soak run uses a folder of its own.
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 
 DEBUG = env.bool("DEBUG", default=False)
 # Under pytest the HTTPS-only defaults would break the test client and the live server over http.
@@ -63,6 +65,7 @@ INSTALLED_APPS = [
     "transfers",
     "pulls",
     "reconciliation",
+    "region",
 ]
 
 MIDDLEWARE = [
@@ -247,6 +250,8 @@ DICOM_AE_TITLE = env.str("DICOM_AE_TITLE", default="IEP_PORTAL")
 DICOM_PORT = env.int("DICOM_PORT", default=11112)
 if not 1 <= DICOM_PORT <= 65535:
     raise ImproperlyConfigured(f"DICOM_PORT must be 1-65535, not {DICOM_PORT}.")
+# The demo's four simulated PACS listen on this port and the three after it (directory/demo.py).
+DEMO_PACS_BASE_PORT = env.int("DEMO_PACS_BASE_PORT", default=11120)
 # The receiver (docs/receiver.md): only gateways in the directory may call it, from their hosts; it holds
 # at most MAX_ASSOCIATIONS associations, MAX_PER_PEER of them for one caller (at least the largest gateway
 # max_concurrency that retrieves by C-MOVE: each C-MOVE brings one association), ends associations idle
@@ -280,8 +285,11 @@ else:
     EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Image Exchange <no-reply@image-exchange.invalid>")
 
-# Celery: Redis in production and CI; kombu's filesystem transport otherwise, so the demo needs no server.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+# Celery: Redis in production, CI and the demo (its own embedded Redis on a Unix socket, portal/demo.py);
+# kombu's filesystem transport only for a lone manage.py command without REDIS_URL (it is not safe with
+# several consumers: docs/operations.md).
+_redis_broker = REDIS_URL.replace("unix://", "redis+socket://", 1) if REDIS_URL.startswith("unix://") else REDIS_URL
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_redis_broker or "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     # Redis: a worker started with `--queues urgent,routine,default` drains them in that order (kombu's
@@ -309,6 +317,26 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Every task's queue, by name, in this one place (beat entries and callers name no queue; the exceptions
+# are a transfer's and a forwarding's priority, chosen per call: urgent, routine or bulk). Every queue named here
+# must be consumed by the workers of Procfile, Procfile.demo and docker-compose.yml
+# (tests/deployment/test_routing.py): `urgent` (trauma and urgent transfers), `routine` (PACS work a
+# person waits on less: routine transfers, share links, staff views, filing), `default` (housekeeping),
+# `bulk` (the regional archive's forwarding copies and migrations, region/: drained last by every worker).
+# A task matching no route goes to `default` too, never to Celery's own `celery` queue that nobody reads.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES: dict[str, dict[str, str]] = {
+    "transfers.run_transfer": {"queue": "routine"},  # enqueued on its priority's queue
+    "transfers.sweep_stalled": {"queue": "routine"},
+    "reconciliation.forward_held": {"queue": "routine"},  # enqueued on its transfer's queue
+    "sharing.purge_share_links": {"queue": "default"},
+    "sharing.*": {"queue": "routine"},
+    "exchange.stage_study_view": {"queue": "routine"},
+    "exchange.*": {"queue": "default"},  # gateway health rounds and echoes, purging staff views
+    "dicomweb.*": {"queue": "routine"},
+    "pulls.*": {"queue": "default"},
+    "audit.*": {"queue": "default"},  # alert scans, digests, chain verification
+}
 CELERY_BEAT_SCHEDULE: dict = {}
 # Gateway health (exchange/tasks.py): every gateway is echoed this often.
 GATEWAY_ECHO_SECONDS = env.int("GATEWAY_ECHO_SECONDS", default=60)
@@ -317,7 +345,6 @@ if GATEWAY_ECHO_SECONDS < 10:
 CELERY_BEAT_SCHEDULE["exchange-echo-gateways"] = {
     "task": "exchange.echo_gateways",
     "schedule": float(GATEWAY_ECHO_SECONDS),
-    "options": {"queue": "default"},
 }
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -327,12 +354,16 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update(
     {
         "TransferStatusEnum": "transfers.models.Status",
         "GatewayStatusEnum": "directory.models.Gateway.Status",
+        "TrustKindEnum": "directory.models.Trust.Kind",
+        "GatewayKindEnum": "directory.models.Gateway.Kind",
+        "MigrationStatusEnum": "region.models.MigrationJob.Status",
         "ServiceAccountRoleEnum": "accounts.roles.SERVICE_ACCOUNT_ROLE_CHOICES",
         "RoleEnum": "accounts.roles.Role",
+        "CorrectionDeliveryStateEnum": "copies.models.DeliveryState",
+        "CorrectionKindEnum": "copies.models.CorrectionKind",
+        "ApiTokenStateEnum": ["active", "expired", "revoked"],
     }
 )
-# Transfers (transfers/): urgent and trauma work has its own queue so routine backlogs never delay it.
-CELERY_TASK_ROUTES = {"transfers.run_transfer": {"queue": "routine"}, "transfers.sweep_stalled": {"queue": "routine"}}
 # Every kind of work that reaches a PACS goes through directory/access.py (docs/gateway-access.md), under
 # one retry policy: transient gateway errors are retried with exponential backoff and jitter for this long,
 # then the work fails with its last error; permanent errors fail at once. TRANSFER_RETRY_* are older names
@@ -356,6 +387,10 @@ TRANSFER_TIME_LIMIT = env.int("TRANSFER_TIME_LIMIT", default=6 * 3600 + 300)
 # -> 150 MB/s for STOW-RS alone, benchmarks/transfer_throughput.py), and one extra slot still leaves a
 # gateway's others to other transfers; more helps a distant PACS and costs other transfers their slots.
 TRANSFER_STORE_STREAMS = env.int("TRANSFER_STORE_STREAMS", default=2)
+# What sends C-STOREs: "pynetdicom", or "dcmsend" (dcmtk's, one process per batch, its per-file report
+# read back; pynetdicom for what it could not send). Measured on the engine's C-GET -> C-STORE pair the two
+# cost the same CPU (the receive side dominates: docs/performance.md), so the established one is default.
+DICOM_STORE_SENDER = env.str("DICOM_STORE_SENDER", default="pynetdicom")
 if TRANSFER_LEASE_SECONDS < 5 or not 0 < TRANSFER_SOFT_TIME_LIMIT < TRANSFER_TIME_LIMIT:
     raise ImproperlyConfigured("TRANSFER_* settings: lease >= 5 s, soft limit below the hard limit.")
 if not 1 <= TRANSFER_STORE_STREAMS <= 64:
@@ -368,6 +403,16 @@ if not 1 <= TRANSFER_STORE_STREAMS <= 64:
 TRANSFER_SCRATCH_DIR = env.str("TRANSFER_SCRATCH_DIR", default="")  # "": SPOOL_DIR/transfers
 TRANSFER_SCRATCH_RESERVE = env.int("TRANSFER_SCRATCH_RESERVE", default=256 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE["transfers-sweep-stalled"] = {"task": "transfers.sweep_stalled", "schedule": 60.0}
+
+# The regional archive (region/, docs/region.md): forwarding copies and migrations run from the `bulk` queue,
+# which every worker consumes last (queue_order_strategy "priority"), behind urgent and routine work.
+CELERY_TASK_ROUTES.update({"region.*": {"queue": "bulk"}})
+MIGRATION_LEASE_SECONDS = env.int("MIGRATION_LEASE_SECONDS", default=60)
+MIGRATION_SLICE_SECONDS = env.int("MIGRATION_SLICE_SECONDS", default=120)
+MIGRATION_YIELD_SECONDS = env.float("MIGRATION_YIELD_SECONDS", default=5.0)
+if MIGRATION_LEASE_SECONDS < 5 or MIGRATION_SLICE_SECONDS < 1 or MIGRATION_YIELD_SECONDS <= 0:
+    raise ImproperlyConfigured("MIGRATION_*: lease >= 5 s, slice >= 1 s, yield > 0 s.")
+CELERY_BEAT_SCHEDULE["region-sweep-migrations"] = {"task": "region.sweep_migrations", "schedule": 60.0}
 
 # One time limit per kind of work that reaches a PACS: (soft, hard) seconds for its Celery task. At the soft
 # limit a transfer stops and resumes from its ledger; other work fails saying which limit stopped it (a
@@ -382,6 +427,18 @@ GATEWAY_TIME_LIMITS = {
         env.int("FORWARDING_TIME_LIMIT", default=46 * 60),
     ),
     "health": (env.int("HEALTH_SOFT_TIME_LIMIT", default=120), env.int("HEALTH_TIME_LIMIT", default=150)),
+    # One slice of a migration (region.migration): it stops between studies after MIGRATION_SLICE_SECONDS
+    # and goes back on its queue, so only one very large study could come near these.
+    "migration": (
+        env.int("MIGRATION_SOFT_TIME_LIMIT", default=20 * 60),
+        env.int("MIGRATION_TIME_LIMIT", default=21 * 60),
+    ),
+    # An exchanged study's manifest: the destination's listing of the study (three C-FINDs or QIDO-RS calls).
+    "manifest": (env.int("MANIFEST_SOFT_TIME_LIMIT", default=5 * 60), env.int("MANIFEST_TIME_LIMIT", default=6 * 60)),
+    "correction": (
+        env.int("CORRECTION_SOFT_TIME_LIMIT", default=20 * 60),
+        env.int("CORRECTION_TIME_LIMIT", default=21 * 60),
+    ),
 }
 for _work, (_soft, _hard) in GATEWAY_TIME_LIMITS.items():
     if not 0 < _soft < _hard:
@@ -414,7 +471,6 @@ if min(REQUEST_ESCALATE_AFTER.values()) < 1 or REQUEST_ESCALATION_SCAN_SECONDS <
 CELERY_BEAT_SCHEDULE["pulls-escalate-overdue"] = {
     "task": "pulls.escalate_overdue",
     "schedule": float(REQUEST_ESCALATION_SCAN_SECONDS),
-    "options": {"queue": "default"},
 }
 
 # Security headers. HTTPS-only settings are on unless DEBUG (or under the test runner).
@@ -495,9 +551,14 @@ AUDIT_HOLIDAYS = audit_conf.holidays(env.list("AUDIT_HOLIDAYS", default=[]))
 # Who hears of region-wide alerts (a broken chain) besides IG officers and regional administrators.
 AUDIT_ALERT_EXTRA_RECIPIENTS = env.list("AUDIT_ALERT_EXTRA_RECIPIENTS", default=[])
 CELERY_BEAT_SCHEDULE["audit-alert-scan"] = {"task": "audit.scan_alerts", "schedule": float(AUDIT_ALERT_SCAN_SECONDS)}
+# The day's digest (from AUDIT_DIGEST_HOUR on) is written at the first check that finds it missing: at
+# the hour itself, or as soon as beat runs again if it was down then (audit.digest.export_due_digest).
+AUDIT_DIGEST_CHECK_SECONDS = audit_conf.at_least(
+    "AUDIT_DIGEST_CHECK_SECONDS", env.int("AUDIT_DIGEST_CHECK_SECONDS", default=60), 10
+)
 CELERY_BEAT_SCHEDULE["audit-chain-digest"] = {
     "task": "audit.export_chain_digest",
-    "schedule": crontab(hour=AUDIT_DIGEST_HOUR, minute=0),
+    "schedule": float(AUDIT_DIGEST_CHECK_SECONDS),
 }
 # Every hour the database is checked against the digest files (and the chain walked since the newest).
 CELERY_BEAT_SCHEDULE["audit-chain-anchor-check"] = {
@@ -532,26 +593,22 @@ SHARE_LINK_COOKIE_SECURE = env.bool("SHARE_LINK_COOKIE_SECURE", default=SESSION_
 SHARE_LINK_COOKIE_NAME = "__Host-share_session" if SHARE_LINK_COOKIE_SECURE else "share_session"
 if SHARE_LINK_DEFAULT_HOURS < 1 or SHARE_LINK_MAX_CODE_FAILURES < 1 or SHARE_LINK_GUESS_LIMIT < 1:
     raise ImproperlyConfigured("SHARE_LINK_* settings: default hours, code failures and guess limit must be >= 1.")
-CELERY_TASK_ROUTES.update({"sharing.*": {"queue": "routine"}})
 # Staff viewing their own trust's studies (exchange/viewing.py, for the built-in viewer and the advanced
 # viewer alike): the copy is kept this long after its last use.
 STAFF_VIEW_KEEP_SECONDS = env.int("STAFF_VIEW_KEEP_SECONDS", default=3600)
-CELERY_TASK_ROUTES.update({"exchange.stage_study_view": {"queue": "routine"}})
-CELERY_BEAT_SCHEDULE["exchange-purge-staff-views"] = {
-    "task": "exchange.purge_staff_views",
-    "schedule": 600.0,
-    "options": {"queue": "default"},
-}
+CELERY_BEAT_SCHEDULE["exchange-purge-staff-views"] = {"task": "exchange.purge_staff_views", "schedule": 600.0}
 
 # DICOMweb under a capability and the advanced viewer (dicomweb/, docs/dicomweb.md).
 INSTALLED_APPS.append("dicomweb")
+# The register of copies, corrections that follow them, coercion on arrival (copies/, docs/copies.md).
+INSTALLED_APPS.append("copies")
+CELERY_TASK_ROUTES.update({"copies.*": {"queue": "routine"}})
 # A consultant's bearer token for their own viewer lives this long (never past its link's expiry).
 DICOMWEB_TOKEN_HOURS = env.int("DICOMWEB_TOKEN_HOURS", default=24)
 if DICOMWEB_TOKEN_HOURS < 1 or STAFF_VIEW_KEEP_SECONDS < 60:
     raise ImproperlyConfigured("DICOMWEB_TOKEN_HOURS must be >= 1 and STAFF_VIEW_KEEP_SECONDS >= 60.")
 # The largest STOW-RS request a consultant's viewer may send back into review (segmentations can be big).
 DICOMWEB_STOW_MAX_BYTES = env.int("DICOMWEB_STOW_MAX_BYTES", default=512 * 1024 * 1024)
-CELERY_TASK_ROUTES.update({"dicomweb.*": {"queue": "routine"}})
 # OHIF's published build (frontend/ohif.py installs it at `make venv` and in the Dockerfile). Its bundles
 # expect the site root, so WhiteNoise serves OHIF_DIR/dist there; its pages are dicomweb.ohif's.
 OHIF_DIR = Path(env.str("OHIF_DIR", default=str(BASE_DIR / "frontend" / "ohif")))
@@ -578,3 +635,17 @@ if BEAT_HEARTBEAT_SECONDS < 3 or not 0 < HEALTH_INSPECT_TIMEOUT <= 10 or HEALTH_
     raise ImproperlyConfigured(
         "BEAT_HEARTBEAT_SECONDS >= 3, 0 < HEALTH_INSPECT_TIMEOUT <= 10, HEALTH_CACHE_SECONDS >= 0."
     )
+
+# Manifests for the region (manifests/, docs/fhir.md): a KOS manifest (XDS-I.b) and a FHIR ImagingStudy for
+# each exchanged study, and the read-only FHIR API at /fhir/.
+INSTALLED_APPS.append("manifests")
+CELERY_TASK_ROUTES.update({"manifests.*": {"queue": "routine"}})
+# The portal as the region's imaging document source: Retrieve Location UID (0040,E011) of every manifest.
+# Unset, a UID derived from SITE_URL (stable for one deployment).
+IMAGING_DOCUMENT_SOURCE_UID = env.str("IMAGING_DOCUMENT_SOURCE_UID", default="")
+if IMAGING_DOCUMENT_SOURCE_UID and not re.fullmatch(r"[0-9]+(\.[0-9]+)*", IMAGING_DOCUMENT_SOURCE_UID):
+    raise ImproperlyConfigured("IMAGING_DOCUMENT_SOURCE_UID must be a DICOM UID (digits and dots).")
+# A FHIR search answers at most this many studies a page (`_count` may ask for fewer).
+FHIR_MAX_COUNT = env.int("FHIR_MAX_COUNT", default=100)
+if not 1 <= FHIR_MAX_COUNT <= 1000:
+    raise ImproperlyConfigured("FHIR_MAX_COUNT must be between 1 and 1000.")

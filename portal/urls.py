@@ -9,10 +9,12 @@ from rest_framework.routers import DefaultRouter
 from accounts import views as accounts_views
 from accounts.apis import ApiTokenViewSet, MembershipViewSet, MeView, ServiceAccountViewSet, UserViewSet
 from auditconsole.apis import AuditAlertViewSet, AuditEventViewSet
+from copies.apis import CopiesView, CorrectionViewSet, MappingView
 from directory.apis import AgreementViewSet, TrustViewSet
 from exchange.apis import GatewayViewSet, StudyDetailView, StudyListView
 from pulls.apis import RequestViewSet
 from reconciliation.apis import ReconciliationViewSet
+from region.apis import ForwardingRuleViewSet, MigrationJobViewSet
 from sharing.apis import ShareLinkViewSet
 from transfers.apis import TransferViewSet
 
@@ -39,11 +41,16 @@ router.register("transfers", TransferViewSet, basename="transfer")
 router.register("requests", RequestViewSet, basename="request")
 router.register("reconciliation", ReconciliationViewSet, basename="reconciliation")
 router.register("share-links", ShareLinkViewSet, basename="share-link")
+router.register("forwarding-rules", ForwardingRuleViewSet, basename="forwarding-rule")
+router.register("migrations", MigrationJobViewSet, basename="migration")
+router.register("corrections", CorrectionViewSet, basename="correction")
 
 api_v1 = [
     path("me/", MeView.as_view(), name="me"),
     path("trusts/<str:ods_code>/studies/", StudyListView.as_view(), name="trust-studies"),
     path("trusts/<str:ods_code>/studies/<str:study_uid>/", StudyDetailView.as_view(), name="trust-study-detail"),
+    path("trusts/<str:ods_code>/procedure-mappings/", MappingView.as_view(), name="trust-procedure-mappings"),
+    path("copies/", CopiesView.as_view(), name="copies"),
     *router.urls,
 ]
 
@@ -55,8 +62,11 @@ urlpatterns = [
     path("", include("pulls.urls")),
     path("", include("reconciliation.urls")),
     path("", include("sharing.urls")),
+    path("", include("copies.urls")),
     path("", include("accounts.urls")),
     path("", include("dicomweb.urls")),
+    path("", include("region.urls")),
+    path("", include("manifests.urls")),
     # Ahead of allauth's own: removing the last security key must be refused as the TOTP form refuses it.
     path("accounts/2fa/webauthn/keys/<int:pk>/remove/", accounts_views.remove_webauthn),
     path("accounts/", include("allauth.urls")),

@@ -35,6 +35,7 @@ def worklist(user) -> list[Box]:
         boxes.append(_to_approve(user))
     if perms.may_see_reconciliation(user):
         boxes.append(_to_reconcile(user))
+        boxes.append(_corrections(user))
     if perms.member_trust_ids(user, perms.Perm.REQUEST_STUDIES):
         boxes.append(_my_requests(user))
     if perms.study_search_trust_ids(user):  # clinicians and imaging managers move images; IG officers do not
@@ -64,6 +65,21 @@ def _to_approve(user) -> Box:
         list(waiting[:LIST_LENGTH]),
         attention=waiting.exists(),
         empty="No request waits for your trust's answer.",
+    )
+
+
+def _corrections(user) -> Box:
+    from copies import selectors
+
+    waiting = selectors.received_deliveries(user, unacknowledged=True)
+    return Box(
+        "corrections",
+        "Corrections to acknowledge",
+        waiting.count(),
+        reverse("copies:corrections"),
+        list(waiting[:LIST_LENGTH]),
+        attention=waiting.exists(),
+        empty="No correction of a study your trust holds waits for you.",
     )
 
 

@@ -21,6 +21,7 @@ from accounts import permissions as perms
 from audit import catalogue
 from audit.codes import ActorType
 from audit.context import Actor, system_actor
+from copies import services as copies_services
 from dicomkit import GatewayClient, RetrievedInstance, StudyQuery
 from dicomkit.identity import NHS_ISSUER
 from dicomkit.spool import sha256_of
@@ -28,6 +29,7 @@ from directory.models import Trust
 from exchange.services import local_identity
 from portal.enqueue import enqueue_after_commit
 from transfers import completion
+from transfers.engine import ledger
 from transfers.models import InstanceState, Status, Transfer, TransferInstance
 
 from . import rewrite, tasks
@@ -195,12 +197,7 @@ def prepare_batch(transfer: Transfer, client: GatewayClient, batch: list[Retriev
 
 
 def _record_hashes(transfer: Transfer, items: list[RetrievedInstance]) -> None:
-    hashes = {item.sop_instance_uid: (sha256_of(item.path), item.path.stat().st_size) for item in items}
-    with transaction.atomic():
-        rows = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=hashes))
-        for row in rows:
-            row.sha256, row.size = hashes[row.sop_instance_uid]
-        TransferInstance.objects.bulk_update(rows, ["sha256", "size", "updated_at"])
+    ledger.record_sent_bytes(transfer, {item.sop_instance_uid: item.path for item in items})
 
 
 def _hold(transfer: Transfer, decision: StudyReconciliation, items: list[RetrievedInstance]) -> None:
@@ -346,6 +343,7 @@ def reconciliation_forward(item_id: int, client: GatewayClient) -> int:
     present = [p for p in paths if p.exists()]
     for path in present:
         rewrite.rewrite_file(path, change)
+    copies_services.copies_note_files(transfer, present)  # the register: what the holder's copies will carry
     stored: dict[str, tuple[str, int]] = {}
     refused: dict[str, str] = {}
     for start in range(0, len(present), 16):

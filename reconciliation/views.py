@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import permissions as perms
 from audit.context import actor_from_request
+from copies import selectors as copies_selectors
 from directory.models import Trust
 from directory.services import trust_save
 from exchange import viewing
@@ -33,6 +34,8 @@ def queue(request: HttpRequest) -> HttpResponse:
     page = Paginator(items, 50).get_page(request.GET.get("page"))
     managed = Trust.objects.filter(pk__in=perms.member_trust_ids(request.user, perms.Perm.RECONCILE_ARRIVALS))
     context = {"page": page, "outcome": outcome, "outcomes": Outcome.choices, "managed": managed.order_by("name")}
+    # Corrections of studies this trust holds, sent by their source: acknowledged here as on the home page.
+    context["received"] = copies_selectors.received_deliveries(request.user, unacknowledged=True)[:50]
     return render(request, "reconciliation/queue.html", context)
 
 

@@ -27,6 +27,7 @@ from accounts import permissions as perms
 from audit import catalogue
 from audit.codes import ActorType
 from audit.context import Actor, system_actor
+from copies import services as copies_services
 from dicomkit import GatewayError
 from directory.access import Work, gateway_access
 from directory.models import Gateway, Trust
@@ -342,6 +343,13 @@ def opinion_file(opinion_id: int) -> str:
     )
     store_at_source(opinion.link.gateway, paths, subject=f"second opinion {opinion.pk}")
     with transaction.atomic():
+        copies_services.copies_record_files(
+            holder=opinion.link.trust,
+            gateway=opinion.link.gateway,
+            source=opinion.link.trust,
+            paths=paths,
+            via="sr_filing",
+        )
         filed = SecondOpinion.objects.filter(pk=opinion.pk).exclude(filing_status=Filing.FILED)
         if not filed.update(filing_status=Filing.FILED, filed_at=timezone.now(), filing_error=""):
             return Filing.FILED  # a second delivery of the task (sharing.sweeper) filed it meanwhile

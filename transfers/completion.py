@@ -23,7 +23,7 @@ from audit.codes import Outcome
 from audit.context import system_actor
 
 from . import notifications, signals
-from .models import FINISHED, InstanceState, Status, Transfer
+from .models import DELIVERED, FINISHED, InstanceState, Status, Transfer
 
 ACTOR = system_actor("transfer worker")
 log = structlog.get_logger(__name__)
@@ -38,15 +38,17 @@ class Counts:
     stored: int
     failed: int
     held: int
+    present: int = 0  # at the destination before we sent them: delivered, not sent
 
 
 def ledger_counts(transfer: Transfer) -> Counts:
     states = list(transfer.instances.values_list("state", flat=True))
     return Counts(
-        total=len(states),
+        total=max(len(states), transfer.instances_planned),
         stored=states.count(InstanceState.STORED),
         failed=states.count(InstanceState.FAILED),
         held=states.count(InstanceState.HELD),
+        present=states.count(InstanceState.ALREADY_PRESENT),
     )
 
 
@@ -73,7 +75,7 @@ def transfer_complete(transfer_id: int, *, owner: str | None = None) -> str | No
         ]
         if not transfer.errors:
             transfer.status, outcome = Status.COMPLETED, Outcome.SUCCESS
-        elif counts.stored:
+        elif counts.stored or counts.present:
             transfer.status, outcome = Status.COMPLETED_WITH_ERRORS, Outcome.MINOR_FAILURE
         else:
             transfer.status, outcome = Status.FAILED, Outcome.SERIOUS_FAILURE
@@ -94,7 +96,7 @@ def transfer_fail(transfer_id: int, reason: str) -> bool:
         transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
         if transfer.status in FINISHED:
             return False
-        transfer.instances.exclude(state=InstanceState.STORED).update(state=InstanceState.FAILED, last_error=reason)
+        transfer.instances.exclude(state__in=DELIVERED).update(state=InstanceState.FAILED, last_error=reason)
         transfer.status = Status.FAILED
         transfer.errors = [*transfer.errors, {"error": reason}]
         transfer.completed_at = timezone.now()
@@ -135,7 +137,9 @@ def _record_cancelled(transfer: Transfer, reason: str) -> None:
 
 
 def _record(transfer: Transfer, outcome: int, counts: Counts, reason: str = "") -> None:
-    """110104 DICOM Instances Transferred: who, which patient and studies, from where to where, how it went."""
+    """110104 DICOM Instances Transferred: who, which patient and studies, from where to where, how it went;
+    and, in the same transaction, the apps that keep a record of what was stored (the register of copies)."""
+    signals.transfer_recorded.send(sender=Transfer, transfer_id=transfer.pk)
     catalogue.TRANSFER_COMPLETED.record(
         actor=ACTOR,
         outcome=outcome,
@@ -149,6 +153,7 @@ def _record(transfer: Transfer, outcome: int, counts: Counts, reason: str = "") 
             "status": transfer.status,
             "instances_total": counts.total,
             "instances_stored": counts.stored,
+            "instances_already_present": counts.present,
             "instances_failed": counts.failed,
             "source_gateway": str(transfer.source_gateway),
             "destination_gateway": str(transfer.destination_gateway),

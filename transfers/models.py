@@ -13,6 +13,18 @@ class Priority(models.TextChoices):
     TRAUMA = "trauma", "Trauma"
 
 
+# Work the portal does on a trust's behalf (forwarding to the regional archive, docs/region.md): never a
+# clinician's choice (forms and the API offer Priority only), run from the lowest-priority queue.
+BULK = "bulk"
+PRIORITY_CHOICES = [*Priority.choices, (BULK, "Background (forwarding)")]
+QUEUES = {
+    Priority.ROUTINE.value: "routine",
+    Priority.URGENT.value: "urgent",
+    Priority.TRAUMA.value: "urgent",
+    BULK: "bulk",
+}
+
+
 class Status(models.TextChoices):
     QUEUED = "queued", "Queued"
     RETRIEVING = "retrieving", "Retrieving"
@@ -40,7 +52,7 @@ class Transfer(models.Model):
     source_gateway = models.ForeignKey("directory.Gateway", on_delete=models.PROTECT, related_name="+")
     destination_gateway = models.ForeignKey("directory.Gateway", on_delete=models.PROTECT, related_name="+")
     study_instance_uids = models.JSONField(default=list)
-    priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.ROUTINE)
+    priority = models.CharField(max_length=8, choices=PRIORITY_CHOICES, default=Priority.ROUTINE)
     reason = models.TextField()
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="transfers")
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.QUEUED, db_index=True)
@@ -60,6 +72,10 @@ class Transfer(models.Model):
     # again by the next pass even when some of its instances have rows: a pass that died while the
     # listing was still running leaves rows for the first batches only.
     listed_studies = models.JSONField(default=list, blank=True)
+    # The plan, from the source's series-level counts before the first byte moves: {study UID: instances}.
+    # Ledger rows are added as instances are retrieved; progress counts the larger of the two.
+    planned = models.JSONField(default=dict, blank=True)
+    instances_planned = models.PositiveIntegerField(default=0)
     # The patient, as the source's C-FIND / QIDO-RS answered, for the audit trail.
     patient_id = models.CharField(max_length=64, blank=True)
     nhs_number = models.CharField(max_length=10, blank=True)
@@ -76,7 +92,7 @@ class Transfer(models.Model):
 
     @property
     def queue(self) -> str:
-        return "routine" if self.priority == Priority.ROUTINE else "urgent"
+        return QUEUES.get(self.priority, "urgent")
 
 
 class InstanceState(models.TextChoices):
@@ -86,6 +102,13 @@ class InstanceState(models.TextChoices):
     FAILED = "failed", "Failed"
     # Kept on disk in the destination trust's reconciliation queue: not sent yet, never reported as sent.
     HELD = "held", "Held for reconciliation"
+    # The destination held it before we sent it (learned by asking, or answered "duplicate"): not sent,
+    # not a failure, never sent again.
+    ALREADY_PRESENT = "already_present", "Already at the destination"
+
+
+# At the destination by the destination's own answer: what progress counts as done.
+DELIVERED = (InstanceState.STORED, InstanceState.ALREADY_PRESENT)
 
 
 class TransferInstance(models.Model):
@@ -97,7 +120,7 @@ class TransferInstance(models.Model):
     series_instance_uid = models.CharField(max_length=64, blank=True)
     size = models.BigIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64, blank=True)
-    state = models.CharField(max_length=10, choices=InstanceState.choices, default=InstanceState.PENDING)
+    state = models.CharField(max_length=16, choices=InstanceState.choices, default=InstanceState.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)

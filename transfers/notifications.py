@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from accounts import permissions as perms
 
-from .models import InstanceState, Status, Transfer
+from .models import BULK, InstanceState, Status, Transfer
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,8 @@ def transfer_finished(transfer_id: int) -> int:
     Called once the engine's final transaction has committed. A mail server that is down must not undo
     a finished transfer, so sending errors are logged (with the transfer number), not raised."""
     transfer = Transfer.objects.select_related("source", "destination", "requested_by").get(pk=transfer_id)
+    if transfer.priority == BULK and transfer.status != Status.FAILED:
+        return 0  # background copies (forwarding) go unannounced; a failure still reaches whoever set them up
     sent = 0
     try:
         asker = requester(transfer)
@@ -75,7 +77,8 @@ def _send(transfer: Transfer, recipients: list[str], text: tuple[str, str]) -> i
 
 def _counts(transfer: Transfer) -> tuple[int, int, int]:
     states = list(transfer.instances.values_list("state", flat=True))
-    return len(states), states.count(InstanceState.STORED), states.count(InstanceState.FAILED)
+    delivered = states.count(InstanceState.STORED) + states.count(InstanceState.ALREADY_PRESENT)
+    return len(states), delivered, states.count(InstanceState.FAILED)
 
 
 def _link(transfer: Transfer) -> str:

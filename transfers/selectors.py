@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.db.models import Count, F, IntegerField, Min, Q, QuerySet, Sum
+from django.db.models.functions import Greatest
 from django.http import Http404
 from django.utils import timezone
 
@@ -14,7 +15,7 @@ from accounts import permissions as perms
 from directory import slots as gateway_slots
 from directory.models import Gateway
 
-from .models import RUNNING, InstanceState, Status, Transfer
+from .models import BULK, DELIVERED, RUNNING, InstanceState, Status, Transfer
 
 
 def transfer_list(*, user, direction: str = "", status: str = "") -> QuerySet[Transfer]:
@@ -31,9 +32,11 @@ def transfer_list(*, user, direction: str = "", status: str = "") -> QuerySet[Tr
 
 def with_progress(queryset: QuerySet[Transfer]) -> QuerySet[Transfer]:
     stored = Q(instances__state=InstanceState.STORED)
+    delivered = Q(instances__state__in=DELIVERED)
     return queryset.select_related("source", "destination", "requested_by").annotate(
-        instances_total=Count("instances"),
-        instances_done=Count("instances", filter=stored),
+        # The plan's count (the source's series-level counts) until the ledger has a row per instance.
+        instances_total=Greatest(Count("instances"), F("instances_planned"), output_field=IntegerField()),
+        instances_done=Count("instances", filter=delivered),
         instances_failed=Count("instances", filter=Q(instances__state=InstanceState.FAILED)),
         bytes_done=Sum("instances__size", filter=stored, default=0),
     )
@@ -50,6 +53,10 @@ class GatewayQueue:
     queued: int
     running: int
     oldest_waiting: datetime | None
+    # Of queued and running: background copies (forwarding to the regional archive), which wait behind
+    # every clinician's transfer.
+    background_queued: int = 0
+    background_running: int = 0
     slots_in_use: int = 0
     in_use_by_work: dict[str, int] = field(default_factory=dict)  # transfers, staging, filing, searches...
     waiting: int = 0  # work of any kind waiting for one of its slots
@@ -75,6 +82,8 @@ def transfer_operations(*, user, now: datetime | None = None) -> Operations:
             queued=Count("pk", filter=Q(status=Status.QUEUED)),
             running=Count("pk", filter=Q(status__in=RUNNING)),
             oldest_waiting=Min("created_at", filter=Q(status=Status.QUEUED)),
+            background_queued=Count("pk", filter=Q(status=Status.QUEUED, priority=BULK)),
+            background_running=Count("pk", filter=Q(status__in=RUNNING, priority=BULK)),
         )
         by_work = gateway_slots.in_use_by_work(gateway.pk)
         queues.append(

@@ -18,7 +18,7 @@ from directory.models import Gateway, Trust
 from directory.services import agreement_allows
 
 from . import completion, tasks
-from .models import FINISHED, RETRYABLE, InstanceState, Priority, Status, Transfer
+from .models import DELIVERED, FINISHED, RETRYABLE, InstanceState, Priority, Status, Transfer
 
 MAX_STUDIES = 100
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -142,7 +142,7 @@ def transfer_retry(*, transfer: Transfer, user, actor: Actor | None = None) -> T
                 f"{transfer.destination.ods_code} any more."
             }
         )
-    transfer.instances.exclude(state=InstanceState.STORED).update(state=InstanceState.PENDING, attempts=0)
+    transfer.instances.exclude(state__in=DELIVERED).update(state=InstanceState.PENDING, attempts=0)
     transfer.status = Status.QUEUED
     transfer.completed_at = None
     transfer.errors = []

@@ -52,6 +52,9 @@ def one_of_each() -> list[AuditEvent]:
             actor=SYSTEM, trust="RAA", peer_trust="RBB", nhs_number=PATIENT, reason="trauma: suspected bleed"
         ),
         catalogue.SIGN_IN.record(actor=ALICE, outcome=4, detail={"step": "password"}),
+        catalogue.IDENTITY_CORRECTED.record(
+            actor=ALICE, trust="RAA", nhs_number=PATIENT, study_uids=[STUDY], detail={"corrected": ["patient_name"]}
+        ),
     ]
 
 

@@ -102,7 +102,9 @@ def test_other_content_under_a_known_uid_is_quarantined(receiver: StorageReceive
     changed = badfiles.changed_body(path, tmp_path / "changed.dcm")
     assert send(receiver, path)[0].ok
     (result,) = send(receiver, changed)
-    assert not result.ok and result.status == DUPLICATE_CONFLICT
+    # 0x0111: the receiver holds an instance under this UID (it keeps its first copy, quarantines this
+    # one); a sender reads it as "already present" (issue #19 point 5), never as a new copy stored.
+    assert result.status == DUPLICATE_CONFLICT and result.already_present
     assert "different content" in str(sidecar_for(receiver, path.stem)["reason"])
     (kept,) = receiver.incoming_dir.rglob(path.name)
     assert dataset_sha256(kept) == dataset_sha256(path)
@@ -198,7 +200,7 @@ def test_within_one_move_job_a_repeat_is_kept_once_and_other_content_is_quaranti
         (result,) = send(receiver, changed)
     finally:
         receiver.registry.remove(job)
-    assert not result.ok and result.status == DUPLICATE_CONFLICT
+    assert result.status == DUPLICATE_CONFLICT and result.already_present
     (kept,) = (tmp_path / "job").rglob("*.dcm")
     assert dataset_sha256(kept) == dataset_sha256(path)
 

@@ -246,8 +246,11 @@ def test_the_policy_reads_the_settings(settings):
 
 
 def test_every_pacs_facing_task_has_its_kinds_time_limits(settings):
+    from copies.tasks import deliver_correction
     from exchange.tasks import echo_gateway
+    from manifests.tasks import make_manifests
     from reconciliation.tasks import forward_held
+    from region.tasks import run_migration
     from sharing.tasks import file_second_opinion, stage_share_link
     from transfers.tasks import run_transfer
 
@@ -257,6 +260,9 @@ def test_every_pacs_facing_task_has_its_kinds_time_limits(settings):
         "filing": file_second_opinion,
         "forwarding": forward_held,
         "health": echo_gateway,
+        "migration": run_migration,
+        "manifest": make_manifests,
+        "correction": deliver_correction,
     }
     assert set(tasks) == set(settings.GATEWAY_TIME_LIMITS)
     for work, task in tasks.items():

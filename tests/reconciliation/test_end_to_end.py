@@ -14,6 +14,7 @@ import pytest
 from pydicom import dcmread
 
 from audit.models import AuditEvent
+from copies.models import Copy
 from dicomkit import nhs
 from dicomkit.sim.synthetic import SyntheticPatient, make_study
 from directory.models import SharingAgreement
@@ -172,6 +173,12 @@ def test_an_unmatched_arrival_waits_then_lands_under_the_id_a_manager_chose(
     assert set(transfer.instances.values_list("state", flat=True)) == {InstanceState.STORED}
     assert list(spool.glob("*.dcm")) == []
     assert AuditEvent.objects.filter(event_id="110104", detail__transfer=transfer_id, outcome=0).count() == 1
+    # The register of copies: forwarded after reconciliation, under the patient ID B's manager chose.
+    copies = Copy.objects.filter(transfer_id=transfer_id)
+    assert set(copies.values_list("via", "state", "patient_id", "issuer")) == {
+        ("forward", "held", "RBB0000042", "RBB_MRN")
+    }
+    assert copies.count() == 5
 
 
 def test_a_birth_date_conflict_is_held_not_filed(transfer_worker, region, pacs_pair, alice, tmp_path: Path):

@@ -166,6 +166,10 @@ def test_filing_backs_off_on_a_transient_error_and_resumes_when_the_pacs_answers
     assert (opinion.filing_status, opinion.filing_error) == ("filed", "")
     sr = opinion.sr_uids[ct_files[0].parent.name]["sop"]
     assert sr in held_by(pacs, ct_files[0].parent.name)
+    # The register of copies: the SR filed at the source is a copy held there.
+    from copies.models import Copy
+
+    assert list(Copy.objects.filter(sop_instance_uid=sr).values_list("via", "state")) == [("sr_filing", "held")]
 
 
 def test_filing_fails_at_once_on_a_permanent_error(opinion, at_port, ct_files, tmp_path, port, pacs_later):

@@ -26,11 +26,11 @@ class Study:
         return sum(p.stat().st_size for p in self.paths)
 
 
-def start_orthanc(workdir: Path, aet: str) -> OrthancProcess:
+def start_orthanc(workdir: Path, aet: str, extra: dict[str, object] | None = None) -> OrthancProcess:
     need(orthanc_available(), "Orthanc with the DICOMweb plugin")
     # The portal calls as DICOM_AE_TITLE; C-GET and C-FIND need it registered as a modality.
     portal = {"portal": (settings.DICOM_AE_TITLE, "127.0.0.1", free_port())}
-    return OrthancProcess(workdir, aet=aet, modalities=portal).start()
+    return OrthancProcess(workdir, aet=aet, modalities=portal, extra=extra or {}).start()
 
 
 def orthanc_gateway(trust: Trust, server: OrthancProcess, **overrides: object) -> Gateway:

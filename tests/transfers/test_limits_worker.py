@@ -60,16 +60,16 @@ def test_the_lease_stays_fresh_while_a_long_c_find_runs(region, pacs_pair, ct_st
         requested_by=alice,
     )
     clients = engine.clients_for(transfer)
-    real_find = clients.source.find_instances
+    real_find = clients.source.find_series
     seen: list = []
 
     def slow_find(study_uid):
         before = Transfer.objects.get(pk=transfer.pk).heartbeat_at
-        time.sleep(3.5)  # a PACS taking its time to list a large study
+        time.sleep(3.5)  # a PACS taking its time to count a large study's series
         seen.append((before, Transfer.objects.get(pk=transfer.pk).heartbeat_at))
         return real_find(study_uid)
 
-    clients.source.find_instances = slow_find
+    clients.source.find_series = slow_find
 
     assert engine.run(transfer.pk, owner="w1", clients=clients) == Status.COMPLETED
     before, after = seen[0]

@@ -2,8 +2,9 @@
 
 Its modules, and which threads use what, are described in docs/engine.md ("Modules"). In short: `run`
 (one pass), `lease` (ownership and the one heartbeat), `limits` (gateway slots and the retry policy),
-`plan` (the source's listing), `pipeline` (retrieve pump and store streams), `ledger` (the per-instance
-record), `refusals`, `verification`, `spool`, `errors`. Only the thread that runs a pass uses the
+`plan` (the source's counts; its listing only on resume or shortfall), `presence` (what the destination
+already holds), `pipeline` (retrieve pump and store streams), `ledger` (the per-instance record),
+`refusals`, `verification` (the count check), `spool`, `errors`. Only the thread that runs a pass uses the
 database; its helper threads talk to gateways only. Transfers end in transfers.completion.
 """
 

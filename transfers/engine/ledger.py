@@ -9,7 +9,7 @@ builds a CASE per field and row, and each round trip of this thread costs the ot
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from django.db import connections, router, transaction
@@ -19,15 +19,18 @@ from django.utils import timezone
 from dicomkit import Instance, RetrievedInstance, StoreResult
 from dicomkit.spool import sha256_of
 
-from ..models import InstanceState, Transfer, TransferInstance
+from ..models import DELIVERED, InstanceState, Transfer, TransferInstance
 from .errors import TransientTransferError
 
 MAX_INSTANCE_ATTEMPTS = 3  # passes an instance gets before a transient refusal counts as failure
 MOVING = (InstanceState.PENDING, InstanceState.RETRIEVED)
 
 
-def add_planned(transfer: Transfer, study_uid: str, instances: Iterable[Instance]) -> None:
-    """Rows for the instances the source's index lists (those already moving have theirs)."""
+def add_planned(
+    transfer: Transfer, study_uid: str, instances: Iterable[Instance], present: Collection[str] = ()
+) -> None:
+    """Rows for the instances the source's index lists (those already moving have theirs); those in
+    `present` (the destination's own listing) are `already_present` from the start: never sent."""
     TransferInstance.objects.bulk_create(
         [
             TransferInstance(
@@ -35,11 +38,20 @@ def add_planned(transfer: Transfer, study_uid: str, instances: Iterable[Instance
                 sop_instance_uid=i.sop_instance_uid,
                 study_instance_uid=study_uid,
                 series_instance_uid=i.series_instance_uid,
+                state=InstanceState.ALREADY_PRESENT if i.sop_instance_uid in present else InstanceState.PENDING,
             )
             for i in instances
         ],
         ignore_conflicts=True,
     )
+    if present:  # rows that were already there (a resumed pass) and still waiting
+        transfer.instances.filter(sop_instance_uid__in=list(present), state__in=MOVING).update(
+            state=InstanceState.ALREADY_PRESENT, last_error="", updated_at=timezone.now()
+        )
+
+
+def study_rows(transfer: Transfer, study_uid: str) -> int:
+    return transfer.instances.filter(study_instance_uid=study_uid).count()
 
 
 def study_todo(transfer: Transfer, study_uid: str) -> tuple[int, list[str]]:
@@ -133,9 +145,9 @@ def mark_retrieved(transfer: Transfer, batch: list[RetrievedInstance]) -> list[R
     rows = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(by_uid))
     insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {rows}"  # noqa: S608 - names from the model
     conflict = f"ON CONFLICT ({quote('transfer_id')}, {sop}) DO UPDATE SET {assignments}"
-    sql = f"{insert} {conflict} WHERE {table}.{state} NOT IN (%s, %s) RETURNING {sop}"
+    sql = f"{insert} {conflict} WHERE {table}.{state} NOT IN (%s, %s, %s) RETURNING {sop}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, InstanceState.STORED, InstanceState.FAILED])
+        cursor.execute(sql, [*params, InstanceState.STORED, InstanceState.FAILED, InstanceState.ALREADY_PRESENT])
         to_send = {uid for (uid,) in cursor.fetchall()}
     return [item for uid, item in by_uid.items() if uid in to_send]
 
@@ -143,11 +155,12 @@ def mark_retrieved(transfer: Transfer, batch: list[RetrievedInstance]) -> list[R
 def mark_stored(
     transfer: Transfer, sent: Sequence[RetrievedInstance], results: Sequence[StoreResult]
 ) -> dict[str, list[str]]:
-    """Record a batch's outcome; returns the instances stored, by study."""
+    """Record a batch's outcome, the destination's own answer per instance (a duplicate answer counts as
+    already present); returns the instances delivered, by study."""
     outcome = {r.sop_instance_uid or item.sop_instance_uid: r for item, r in zip(sent, results, strict=True)}
     study_of = {item.sop_instance_uid: item.study_instance_uid for item in sent}
     stored: dict[str, list[str]] = {}
-    if all(result.ok for result in outcome.values()):  # the usual case: one statement
+    if all(result.ok and not result.already_present for result in outcome.values()):  # the usual case
         stored_uids = transfer.instances.filter(sop_instance_uid__in=outcome).update(
             state=InstanceState.STORED, last_error="", attempts=F("attempts") + 1, updated_at=timezone.now()
         )
@@ -161,7 +174,8 @@ def mark_stored(
             result = outcome[row.sop_instance_uid]
             row.attempts += 1
             if result.ok:
-                row.state, row.last_error = InstanceState.STORED, ""
+                row.state = InstanceState.ALREADY_PRESENT if result.already_present else InstanceState.STORED
+                row.last_error = ""
                 stored.setdefault(study_of.get(row.sop_instance_uid, row.study_instance_uid), []).append(
                     row.sop_instance_uid
                 )
@@ -194,14 +208,26 @@ def give_up_or_retry_undelivered(transfer: Transfer) -> None:
         raise TransientTransferError(f"{waiting} instances have not arrived yet; trying again.")
 
 
-def stored_uids(transfer: Transfer, study_uid: str) -> set[str]:
-    stored = transfer.instances.filter(state=InstanceState.STORED, study_instance_uid=study_uid)
-    return set(stored.values_list("sop_instance_uid", flat=True))
+def delivered_by_series(transfer: Transfer, study_uid: str) -> dict[str, int]:
+    """How many instances of each series of the study the destination has said it holds."""
+    rows = transfer.instances.filter(state__in=DELIVERED, study_instance_uid=study_uid)
+    counts: dict[str, int] = {}
+    for series_uid in rows.values_list("series_instance_uid", flat=True):
+        counts[series_uid] = counts.get(series_uid, 0) + 1
+    return counts
+
+
+def delivered_uids(transfer: Transfer, study_uid: str, series_uid: str | None = None) -> set[str]:
+    rows = transfer.instances.filter(state__in=DELIVERED, study_instance_uid=study_uid)
+    if series_uid is not None:
+        rows = rows.filter(series_instance_uid=series_uid)
+    return set(rows.values_list("sop_instance_uid", flat=True))
 
 
 def fail_unlisted(transfer: Transfer, uids: Iterable[str], destination_name: str) -> None:
-    """Stored instances the destination's index does not list: failed (never reported as sent)."""
-    transfer.instances.filter(state=InstanceState.STORED, sop_instance_uid__in=list(uids)).update(
+    """Instances the destination said it holds but its index does not list: failed (never reported as
+    sent)."""
+    transfer.instances.filter(state__in=DELIVERED, sop_instance_uid__in=list(uids)).update(
         state=InstanceState.FAILED,
         last_error=f"{destination_name} accepted it but does not list it in its index",
     )
@@ -213,7 +239,7 @@ def fail_refused(transfer: Transfer, reasons: dict[str, str]) -> tuple[int, list
     with transaction.atomic():
         rows = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=reasons))
         already_stored = [row.sop_instance_uid for row in rows if row.state == InstanceState.STORED]
-        failed = [row for row in rows if row.state not in (InstanceState.STORED, InstanceState.FAILED)]
+        failed = [row for row in rows if row.state not in (*DELIVERED, InstanceState.FAILED)]
         for row in failed:
             row.state = InstanceState.FAILED
             row.last_error = f"refused on arrival from the source, not sent: {reasons[row.sop_instance_uid]}"
@@ -224,6 +250,19 @@ def fail_refused(transfer: Transfer, reasons: dict[str, str]) -> tuple[int, list
 def waiting_uids(transfer: Transfer, study_uid: str) -> Any:
     """A subquery of the study's instances neither stored nor failed yet."""
     waiting = transfer.instances.filter(study_instance_uid=study_uid).exclude(
-        state__in=(InstanceState.STORED, InstanceState.FAILED)
+        state__in=(*DELIVERED, InstanceState.FAILED)
     )
     return waiting.values("sop_instance_uid")
+
+
+def record_sent_bytes(transfer: Transfer, paths: dict[str, Any]) -> None:
+    """A stage changed these files (`{sop_instance_uid: path}`) before they are stored: the ledger holds the
+    hash and size of the bytes actually sent, not those the source gave."""
+    if not paths:
+        return
+    hashes = {uid: (sha256_of(path), path.stat().st_size) for uid, path in paths.items()}
+    with transaction.atomic():
+        rows = list(transfer.instances.select_for_update().filter(sop_instance_uid__in=hashes))
+        for row in rows:
+            row.sha256, row.size = hashes[row.sop_instance_uid]
+        update_each(rows, ["sha256", "size"])

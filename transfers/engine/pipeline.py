@@ -24,7 +24,7 @@ from . import ledger, refusals
 from .errors import StoppedAtRefusal
 from .lease import Lease, heartbeat_interval
 from .plan import Planner
-from .verification import Verifier
+from .presence import learn_present
 
 # Instances per C-STORE association / STOW-RS request, and per ledger write: fewer, larger batches cost
 # this thread fewer database round trips (32 measured faster than 16 and 64 on the throughput benchmark).
@@ -46,15 +46,17 @@ def move_study(
     study_uid: str,
     folder: Path,
     streams: int = 1,
-    verifier: Verifier | None = None,
     planner: Planner | None = None,
 ) -> None:
     """Retrieve what of the study is still to send and store it at the destination. Raises
     StoppedAtRefusal when the source stopped at an instance we refused (ask again for the rest)."""
-    if planner is not None and planner.lists(study_uid) and ledger.has_rows(transfer, study_uid):
-        # A pass died before the source's listing was recorded: the rows cover only what it reached, so
-        # know the whole study before choosing what to ask the source for.
-        planner.record()
+    if planner is not None and not planner.is_listed(study_uid):
+        if ledger.has_rows(transfer, study_uid):
+            # A pass resumes the study: its rows cover only what the last pass reached, so list the
+            # source's instances before choosing what to ask it for.
+            planner.list_instances(study_uid)
+        else:
+            learn_present(planner, clients.destination, lease, study_uid)
     rows, todo = ledger.study_todo(transfer, study_uid)
     if rows and not todo:
         return
@@ -64,7 +66,7 @@ def move_study(
     retrieval = clients.source.retrieve(study_uid, sop_uids=sop_uids, spool_dir=folder / "in", label=str(transfer.pk))
     pipe = Pipe(retrieval)
     pipe.start()
-    stores = Stores(transfer, lease, clients.destination, streams, verifier)
+    stores = Stores(transfer, lease, clients.destination, streams)
     try:
         while True:
             stores.wait_for_room()
@@ -88,6 +90,8 @@ def move_study(
     finally:
         stores.close()
         pipe.stop()
+    if planner is not None:
+        planner.complete(study_uid)  # fewer arrived than counted: the source's listing names the missing
     refusals.after_retrieve(transfer, planner, study_uid, retrieval.summary, since)
 
 
@@ -202,10 +206,8 @@ class Stores:
         lease: Lease,
         destination: GatewayClient,
         streams: int,
-        verifier: Verifier | None = None,
     ) -> None:
         self.transfer, self.lease, self.destination = transfer, lease, destination
-        self.verifier = verifier
         self.streams = max(1, streams)
         self.pool = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="transfer-store")
         self.in_flight: list[_InFlight] = []
@@ -240,11 +242,9 @@ class Stores:
             self.in_flight.remove(entry)
             future, batch, sent = entry
             try:
-                stored = ledger.mark_stored(self.transfer, sent, future.result())
+                ledger.mark_stored(self.transfer, sent, future.result())
             finally:
                 discard(batch)
-            if self.verifier is not None:
-                self.verifier.check(stored)
 
     def finish(self) -> None:
         while self.in_flight:

@@ -24,13 +24,14 @@ log = structlog.get_logger(__name__)
 def after_retrieve(
     transfer: Transfer, planner: Planner | None, study_uid: str, summary: RetrieveSummary | None, since: datetime
 ) -> int:
-    """`record_refused`, once the plan's ledger rows are written: refusals are matched to rows, and a
-    damaged instance the plan listed only later would look merely not delivered yet (asked for again).
-    Only when something may have been refused: the retrieval's own quarantine says so, except with
-    C-MOVE, where the receiver refuses arrivals and keeps them in its own."""
+    """`record_refused`, once every instance of the study has its ledger row: refusals are matched to
+    rows (a refused instance never reached the ledger; the source's listing, asked for when fewer
+    arrived than the plan counts, gives it one). Only when something may have been refused: the
+    retrieval's own quarantine says so, except with C-MOVE, where the receiver refuses arrivals and
+    keeps them in its own."""
     is_move = transfer.source_gateway.retrieve_method == Gateway.RetrieveMethod.C_MOVE
-    if planner is not None and planner.lists(study_uid) and (is_move or (summary and summary.quarantined)):
-        planner.record()
+    if planner is not None and (is_move or (summary and summary.quarantined)):
+        planner.complete(study_uid)
     return record_refused(transfer, study_uid, summary, since)
 
 

@@ -1,5 +1,6 @@
-"""One pass over a transfer: claim it, hold its gateway slots, move each study, record the plan, give
-what did not arrive another pass or fail it, verify at the destination, and end it (transfers.completion)
+"""One pass over a transfer: claim it, hold its gateway slots, move each study (what the destination
+already holds is not sent), record the plan, give what did not arrive another pass or fail it, check the
+destination's counts, and end it (transfers.completion)
 unless a registered stage (reconciliation) holds it back."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .lease import Lease, claim, release
 from .pipeline import Clients, move_study
 from .plan import Planner
 from .spool import disk_error, every_spool, spool_dir
-from .verification import Verifier, verify
+from .verification import verify
 
 
 def clients_for(transfer: Transfer) -> Clients:
@@ -44,20 +45,17 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
         shutil.rmtree(leftovers, ignore_errors=True)
     lease = Lease(transfer, owner)
     planner: Planner | None = None
-    verifier: Verifier | None = None
     try:
         clients = clients or clients_for(transfer)
-        # The source's index is listed while the study already flows (instances it does not list are
-        # added as they arrive), and what has been stored is looked up at the destination while later
-        # batches are still on their way: neither query then adds its time to the transfer's.
+        # The source's series-level counts are asked for while the study already flows (the ledger gains
+        # each instance as it arrives): the query adds nothing to the transfer's time.
         planner = Planner(transfer, clients.source, lease)
-        verifier = Verifier(clients.destination)
         streams = 1 + limits.extra_store_streams(transfer, owner, settings.TRANSFER_STORE_STREAMS - 1)
         for study_uid in transfer.study_instance_uids:
             try:
                 while True:
                     try:
-                        move_study(transfer, lease, clients, study_uid, folder, streams, verifier, planner)
+                        move_study(transfer, lease, clients, study_uid, folder, streams, planner)
                         break
                     except StoppedAtRefusal:
                         continue  # each time one more instance is failed: this ends
@@ -70,7 +68,7 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
         planner.record()
         ledger.give_up_or_retry_undelivered(transfer)
         lease.renew(Status.VERIFYING)
-        verify(transfer, clients.destination, lease, verifier.finish(lease))
+        verify(transfer, clients.destination, lease)
         if stages.holds_back(transfer, owner):
             return Status.AWAITING_RECONCILIATION
         return finish(transfer, owner)
@@ -78,9 +76,8 @@ def _run(transfer_id: int, *, owner: str, clients: Clients | None = None) -> str
         completion.record_stopped(transfer_id, owner)
         return "stopped"
     finally:
-        for helper in (planner, verifier):
-            if helper is not None:  # nothing of this run may talk to a gateway once its slots are released
-                helper.close()
+        if planner is not None:  # nothing of this run may talk to a gateway once its slots are released
+            planner.close()
         shutil.rmtree(folder, ignore_errors=True)
         release(transfer_id, owner)
 

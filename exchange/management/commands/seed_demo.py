@@ -1,6 +1,9 @@
 """`manage.py seed_demo`: the demo region (trusts, gateways, agreements, one user per role per trust) and
 the demo PACS's studies."""
 
+from django.apps import apps
+from django.core.management import call_command
+
 from directory.demo import DEMO_PASSWORD, DemoOnlyCommand, seed_region
 from exchange.demo import generate_demo_studies
 
@@ -18,3 +21,5 @@ class Command(DemoOnlyCommand):
         written = generate_demo_studies()
         if written:
             self.stdout.write(f"Demo studies written: {', '.join(f'{k} {v}' for k, v in written.items())}.")
+        if apps.is_installed("copies"):  # an app above this one: reached by its command, not imported
+            call_command("seed_copies_demo", stdout=self.stdout)
