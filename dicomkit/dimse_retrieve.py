@@ -109,6 +109,14 @@ def _run_retrieve(client: DimseClient, responses: Any, summary: RetrieveSummary,
     code = _record_final(final[0], final[1], summary)
     moved = summary.completed + summary.failed + summary.warning
     if code_to_category(code) == "Failure" and moved == 0:
+        if operation == "C-MOVE" and 0xC000 <= code <= 0xCFFF:
+            # "Unable to process" with nothing moved: Orthanc and dcmtk answer so when they cannot open an
+            # association to the move destination, the portal's own receiver, which may be restarting.
+            # Worth trying again (within the retry window), not a verdict on the transfer.
+            raise ProtocolError(
+                f"{client.config.name} could not send anything to the portal's receiver "
+                f"({operation} failure status 0x{code:04X}): is the receiver running and reachable from it?"
+            )
         check_status(final[0], client.config, operation)  # nothing moved at all: say why
 
 

@@ -1,33 +1,30 @@
-"""`/healthz` for the load balancer: 200 when the database and the broker answer, 503 otherwise."""
+"""`/healthz` for the load balancer and the operators (docs/health.md): 503 when the database or the broker
+does not answer; besides, each queue's consumers and the age of beat's last run, as warnings."""
 
 from __future__ import annotations
 
-from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
-from portal.celery import app as celery_app
-
-
-def _database_ok() -> str | None:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception as exc:  # noqa: BLE001  (any failure means "not healthy", and says why)
-        return f"database: {exc.__class__.__name__}"
-    return None
-
-
-def _broker_ok() -> str | None:
-    try:
-        with celery_app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-    except Exception as exc:  # noqa: BLE001
-        return f"broker: {exc.__class__.__name__}"
-    return None
+from .liveness import process_health
 
 
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
-    problems = [p for p in (_database_ok(), _broker_ok()) if p]
-    return JsonResponse({"ok": not problems, "problems": problems}, status=503 if problems else 200)
+    health = process_health()
+    age = health.beat_age_seconds
+    body = {
+        "ok": not health.problems,
+        "problems": health.problems,
+        "warnings": health.warnings,
+        "database": "ok" if not health.database else health.database,
+        "broker": "ok" if not health.broker else health.broker,
+        "queues": {name: {"consumers": n} for name, n in health.consumers.items()},
+        "beat": {
+            "last_run": health.beat_last_run.isoformat() if health.beat_last_run else None,
+            "age_seconds": None if age is None else round(age, 1),
+            "interval_seconds": health.beat_interval,
+            "late": health.beat_late,
+        },
+    }
+    return JsonResponse(body, status=503 if health.problems else 200)

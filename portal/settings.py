@@ -617,6 +617,24 @@ CELERY_BEAT_SCHEDULE["sharing-purge"] = {
     "task": "sharing.purge_share_links",
     "schedule": float(SHARE_LINK_PURGE_SECONDS),
 }
+# Staging and filing whose worker died (no word for two leases) go to a worker again (sharing/sweeper.py).
+CELERY_BEAT_SCHEDULE["sharing-sweep-stalled"] = {"task": "sharing.sweep_stalled", "schedule": 60.0}
+
+# Health you can see (portal/liveness.py, docs/health.md). Beat's scheduler notes a heartbeat every tick
+# (it wakes at least every BEAT_HEARTBEAT_SECONDS / 3); the operations view warns when beat has not run for
+# three intervals, or a queue tasks are routed to has no consumer (asked with a broadcast that waits
+# HEALTH_INSPECT_TIMEOUT seconds, its answer kept HEALTH_CACHE_SECONDS).
+CELERY_BEAT_SCHEDULER = "portal.beat:HeartbeatScheduler"
+BEAT_HEARTBEAT_SECONDS = env.int("BEAT_HEARTBEAT_SECONDS", default=30)
+HEALTH_INSPECT_TIMEOUT = env.float("HEALTH_INSPECT_TIMEOUT", default=0.3 if TESTING else 1.0)  # no worker in most tests
+HEALTH_CACHE_SECONDS = env.int("HEALTH_CACHE_SECONDS", default=15)
+# The queues the deployed workers are meant to serve (Procfile, Procfile.demo, docker-compose.yml), besides
+# any a task or beat entry is routed to.
+HEALTH_WORKER_QUEUES = env.list("HEALTH_WORKER_QUEUES", default=["urgent", "routine", "default"])
+if BEAT_HEARTBEAT_SECONDS < 3 or not 0 < HEALTH_INSPECT_TIMEOUT <= 10 or HEALTH_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "BEAT_HEARTBEAT_SECONDS >= 3, 0 < HEALTH_INSPECT_TIMEOUT <= 10, HEALTH_CACHE_SECONDS >= 0."
+    )
 
 # Manifests for the region (manifests/, docs/fhir.md): a KOS manifest (XDS-I.b) and a FHIR ImagingStudy for
 # each exchanged study, and the read-only FHIR API at /fhir/.

@@ -49,6 +49,8 @@ class ShareLink(models.Model):
     instances_total = models.PositiveIntegerField(default=0)
     instances_staged = models.PositiveIntegerField(default=0)
     staging_error = models.TextField(blank=True)
+    # Renewed by the worker staging the link; one silent for a lease means its worker died (sharing.sweeper).
+    staging_heartbeat_at = models.DateTimeField(null=True, blank=True)
     staged_at = models.DateTimeField(null=True, blank=True)
     purged_at = models.DateTimeField(null=True, blank=True)
     # The patient, as the source answered, for the audit trail.
@@ -119,6 +121,7 @@ class SecondOpinion(models.Model):
     filing_status = models.CharField(max_length=16, choices=Filing.choices, default=Filing.PENDING)
     filing_attempts = models.PositiveIntegerField(default=0)
     filing_error = models.TextField(blank=True)
+    filing_started_at = models.DateTimeField(null=True, blank=True)  # the last attempt's (sharing.sweeper)
     filed_at = models.DateTimeField(null=True, blank=True)
     # {study_instance_uid: {"series": ..., "sop": ...}} of the SR documents, one per study of the link.
     sr_uids = models.JSONField(default=dict, blank=True)

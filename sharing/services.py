@@ -158,7 +158,7 @@ def share_link_create(
     return link, url
 
 
-def _enqueue_staging(link_id: int) -> None:
+def _enqueue_staging(link_id: int) -> None:  # also sharing.sweeper's
     enqueue_after_commit(tasks.stage_share_link, link_id)
 
 
@@ -306,7 +306,7 @@ def _an_instance_of(folder: Path, study_uid: str) -> pydicom.Dataset | None:
     return None
 
 
-def _enqueue_filing(opinion_id: int) -> None:
+def _enqueue_filing(opinion_id: int) -> None:  # also sharing.sweeper's
     enqueue_after_commit(tasks.file_second_opinion, opinion_id)
 
 
@@ -338,7 +338,9 @@ def opinion_file(opinion_id: int) -> str:
     paths = sorted(opinion_dir(opinion.pk).glob("*.dcm"))
     if not paths:
         return _filing_failed(opinion, "The SR documents were not found in the spool.")
-    SecondOpinion.objects.filter(pk=opinion.pk).update(filing_attempts=F("filing_attempts") + 1)
+    SecondOpinion.objects.filter(pk=opinion.pk).update(
+        filing_attempts=F("filing_attempts") + 1, filing_started_at=timezone.now()
+    )
     store_at_source(opinion.link.gateway, paths, subject=f"second opinion {opinion.pk}")
     with transaction.atomic():
         copies_services.copies_record_files(
@@ -348,9 +350,9 @@ def opinion_file(opinion_id: int) -> str:
             paths=paths,
             via="sr_filing",
         )
-        SecondOpinion.objects.filter(pk=opinion.pk).update(
-            filing_status=Filing.FILED, filed_at=timezone.now(), filing_error=""
-        )
+        filed = SecondOpinion.objects.filter(pk=opinion.pk).exclude(filing_status=Filing.FILED)
+        if not filed.update(filing_status=Filing.FILED, filed_at=timezone.now(), filing_error=""):
+            return Filing.FILED  # a second delivery of the task (sharing.sweeper) filed it meanwhile
         catalogue.SECOND_OPINION_FILED.record(
             actor=system_actor("second opinion filing"),
             trust=opinion.link.trust.ods_code,

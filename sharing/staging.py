@@ -102,12 +102,14 @@ def _plan(link: ShareLink, client: GatewayClient) -> dict[str, int] | None:
     link.instances_staged = sum(1 for _ in share_dir(link.pk).glob("*.dcm"))
     link.staging_status = Staging.STAGING
     link.staging_error = ""
+    link.staging_heartbeat_at = timezone.now()
     link.save(
         update_fields=[
             "instances_total",
             "instances_staged",
             "staging_status",
             "staging_error",
+            "staging_heartbeat_at",
             "patient_id",
             "nhs_number",
         ]
@@ -127,8 +129,8 @@ def _copy_study(link: ShareLink, client: GatewayClient, study_uid: str, folder: 
                     os.replace(item.path, target)
                 except FileNotFoundError:
                     raise Stopped from None  # revocation purged the folder under us
-                if not already:
-                    ShareLink.objects.filter(pk=link.pk).update(instances_staged=F("instances_staged") + 1)
+                counted = {} if already else {"instances_staged": F("instances_staged") + 1}
+                ShareLink.objects.filter(pk=link.pk).update(staging_heartbeat_at=timezone.now(), **counted)
             else:
                 item.path.unlink(missing_ok=True)
             if count % CHECK_EVERY == 0:

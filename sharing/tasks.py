@@ -13,7 +13,7 @@ from dicomkit import GatewayError
 from directory import access
 from directory.access import Work
 
-from . import services, staging, writeback
+from . import services, staging, sweeper, writeback
 from .models import SecondOpinion, ShareLink, WriteBack
 
 log = structlog.get_logger(__name__)
@@ -75,6 +75,12 @@ def file_write_back(self, write_back_id: int, gateway_retry: dict | None = None)
             give_up=partial(writeback.filing_failed, write_back_id),
             note=partial(writeback.filing_note, write_back_id),
         )
+
+
+@shared_task(name="sharing.sweep_stalled")
+def sweep_stalled() -> int:
+    """Staging and filing whose worker died go to a worker again (sharing.sweeper)."""
+    return sweeper.sweep()
 
 
 @shared_task(name="sharing.purge_share_links")

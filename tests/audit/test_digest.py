@@ -152,6 +152,19 @@ def test_the_beat_task_and_the_command_export_a_digest(_digest_dir, capsys):
     assert "written to" in capsys.readouterr().out
 
 
+def test_the_beat_task_makes_one_digest_a_day_however_often_it_arrives(_digest_dir):
+    """Beat re-sends the task when it restarts after a crash that lost its note of the last run."""
+    some_events()
+    export_chain_digest()
+    mail.outbox.clear()
+
+    export_chain_digest()
+    export_chain_digest()
+
+    assert len(list(Path(_digest_dir).glob("audit-chain-*.json"))) == 1
+    assert mail.outbox == []  # the IG officers get one digest for the day
+
+
 def test_digest_files_are_never_overwritten(_digest_dir):
     some_events()
     first = export_digest()
