@@ -12,7 +12,6 @@ consultant's, a member of staff's), so the server substitutes its own when it an
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import struct
@@ -27,6 +26,9 @@ import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+
+# One rule for which files a staged folder holds and when it changed, shared with the viewer's manifest.
+from .staged import _signature, _staged_files
 
 INDEX_NAME = ".dicomweb.json"
 INDEX_VERSION = 1
@@ -137,18 +139,6 @@ def warm(folder: Path) -> None:
 def forget(folder: Path) -> None:
     with _memo_lock:
         _memo.pop(str(Path(folder)), None)
-
-
-def _staged_files(folder: Path) -> list[str]:
-    return sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(SUFFIX) and entry.is_file())
-
-
-def _signature(folder: Path, names: list[str]) -> str:
-    digest = hashlib.sha256()
-    for name in names:
-        stat = (folder / name).stat()
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
 
 
 def _read_cache(path: Path, signature: str) -> dict[str, Any] | None:
